@@ -5,6 +5,7 @@ they load (`bind`), and serve it with uvicorn until SIGINT or SIGTERM (`run_serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -13,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -110,7 +112,7 @@ def bind(host: str, port: int, host_name: str = "--host", port_name: str = "--po
 
 
 class Stopping:
-    """What SIGINT and SIGTERM do to a running uvicorn `server`. The first signal: it stops taking
+    """What SIGINT, SIGTERM and SIGHUP do to a running uvicorn `server`. The first signal: it stops taking
     connections and every model's scheduler drains (requests already taken, running or waiting, are
     served for `grace` seconds; then running streams end with an error event and the rest get 503).
     A second Ctrl-C (`forced`): every running row is cut now and uvicorn waits for nothing; a
@@ -165,7 +167,7 @@ def connection_limit(settings: ServeSettings) -> int:
 
 
 def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: float = 5.0) -> int:
-    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), logging as `log_config(verbosity)` says,
+    """Run uvicorn until SIGINT, SIGTERM or SIGHUP (see `Stopping`), logging as `log_config(verbosity)` says,
     then return the exit status: 0 once stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
@@ -176,6 +178,21 @@ def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: flo
         # with status 143 instead of 0, and a second Ctrl-C would leave the decode threads running.
         def handle_exit(self, sig: int, frame) -> None:
             stopping(sig)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """uvicorn's SIGINT and SIGTERM, and SIGHUP too (a closed ssh session, a supervisor's
+            hang-up), which would otherwise end the process at once, cutting streams in flight."""
+            with super().capture_signals():
+                hangup = getattr(signal, "SIGHUP", None)  # none on Windows
+                if hangup is None or threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                before = signal.signal(hangup, self.handle_exit)
+                try:
+                    yield
+                finally:
+                    signal.signal(hangup, before)
 
         async def shutdown(self, sockets=None) -> None:
             await super().shutdown(sockets)

@@ -1837,7 +1837,8 @@ def test_a_request_that_is_not_streamed_stops_when_its_client_goes_away(server, 
     assert time.monotonic() - gone < 1.0  # stopped, not decoded to the end
 
 
-def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tiny_engine):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])  # SIGHUP: a closed ssh session, a supervisor's hang-up
+def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tiny_engine, stop):
     import os
     import signal
     import subprocess
@@ -1862,7 +1863,7 @@ def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tin
         request = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.readline().startswith(b"data: ")
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(getattr(signal, stop))
             sent = time.monotonic()
             lines = [line.decode() for line in response]
         code = proc.wait(10)
