@@ -45,6 +45,18 @@ def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
 
 
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["chat", "-m", "echo", "hello"]])
+def test_a_closed_stdout_is_a_one_line_error(argv):
+    command = [sys.executable, "-m", "aigc", *argv]
+    done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)  # `aigc ... >&-`
+    assert done.returncode == 1 and done.stderr == "Error: cannot write the output: standard output is closed\n"
+
+
+def test_a_command_that_writes_no_result_runs_with_stdout_closed():
+    done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "aigc", "logs", "on"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "logging is on (aigc's default)\n")
+
+
 def test_no_command_with_piped_stdin_is_a_one_line_hint_not_the_help_into_the_result():
     done = subprocess.run([sys.executable, "-m", "aigc"], input="notes to summarize\n", capture_output=True, text=True, timeout=60)  # `cat notes.md | aigc > out.md`
     assert (done.returncode, done.stdout) == (2, "")
