@@ -219,6 +219,17 @@ class _Converting(BadInputError):
     """Another aigc holds the model being converted."""
 
 
+def converting_elsewhere(ref: ModelRef) -> bool:
+    """Whether another aigc is converting `ref` now (this one would wait for it, converting nothing)."""
+    if not ref.cache_path.parent.is_dir():
+        return False
+    try:
+        with locks.held(ref.cache_path, error=_Converting):
+            return False
+    except _Converting:
+        return True
+
+
 def _hold_for_converting(stack: contextlib.ExitStack, target: Path, progress: Progress) -> None:
     """Hold `target` in `stack` for one conversion at a time: a second aigc pulling the same model
     waits for the first (saying so) instead of converting it again and replacing the copy the first

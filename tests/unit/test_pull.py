@@ -255,6 +255,20 @@ def test_a_first_use_says_it_pulls_the_model_once_before_torch_is_imported(tmp_p
     assert stages == [pulling.first_time(ref), f"converting {gguf.name} (once)"]
 
 
+def test_a_first_use_that_waits_for_another_s_conversion_does_not_say_it_converts(tmp_path, monkeypatch):
+    from aigc.engine import loading
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(gguf))
+    ref.cache_path.parent.mkdir(parents=True)
+    stages = []
+    with locks.held(ref.cache_path, "busy"):  # another aigc converting it
+        progress, announced = loading.announce(ref, {}, lambda stage, *counts: stages.append(stage))
+    assert stages == [] and not announced  # the pull says it waits, then loads what the other one made
+
+
 def test_models_pull_says_once_that_the_model_is_ready(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
