@@ -125,13 +125,19 @@ class Stopping:
     def __call__(self, sig: int) -> None:
         if not self.server.should_exit:
             self.server.should_exit = True
-            log.warning("stopping: requests already taken get up to %g s to finish (Ctrl-C again quits now)", self.grace)
+            again = " (Ctrl-C again quits now)" if _at_a_terminal() else ""  # not under systemd, where it is a second signal
+            log.warning("stopping: requests already taken get up to %g s to finish%s", self.grace, again)
             for scheduler in self.schedulers:
                 scheduler.drain(self.grace)
         elif sig == signal.SIGINT:
             self.forced = self.server.force_exit = True
             for scheduler in self.schedulers:
                 scheduler.drain(0)
+
+
+def _at_a_terminal() -> bool:
+    """Whether someone can press Ctrl-C: stdin and stderr are a terminal."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stderr))
 
 
 FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops

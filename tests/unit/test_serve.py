@@ -1948,6 +1948,27 @@ def test_named_remote_errors_are_one_line(settings, env, words):
         assert word in lines[0]
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_stop_warning_offers_a_second_ctrl_c_only_at_a_terminal(monkeypatch, terminal):
+    import io
+    import signal
+    from types import SimpleNamespace
+
+    from aigc.serve import running as serve_running
+
+    class Stream(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    said = []
+    monkeypatch.setattr(serve_running, "log", SimpleNamespace(warning=lambda text, *args: said.append(text % args)))
+    monkeypatch.setattr(serve_running.sys, "stdin", Stream())
+    monkeypatch.setattr(serve_running.sys, "stderr", Stream())
+    serve_running.Stopping(SimpleNamespace(should_exit=False, force_exit=False), [], grace=5.0)(signal.SIGTERM)
+    again = " (Ctrl-C again quits now)" if terminal else ""  # under systemd a second signal is no Ctrl-C
+    assert said == [f"stopping: requests already taken get up to 5 s to finish{again}"]
+
+
 def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monkeypatch):
     import signal
     from types import SimpleNamespace
@@ -2101,7 +2122,7 @@ def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback
     def read_stderr():
         for line in proc.stderr:
             lines.append(line)
-            if "Ctrl-C again quits now" in line:
+            if "stopping: requests already taken" in line:
                 stopping.set()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
