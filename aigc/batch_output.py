@@ -14,7 +14,7 @@ from . import locks
 from .batch_inputs import Row, id_key, row_sampling
 from .engine.models import model_key
 from .engine.sampling import SamplingParams
-from .errors import AigcError, BadInputError, option
+from .errors import AigcError, BadInputError, BusyError, option
 from .textio import parse_json
 from .writing import inherited_fd, write_atomic
 
@@ -301,7 +301,7 @@ def writing(output: str | Path) -> Iterator[None]:
         yield
         return
     busy = f"{output} is being written by another aigc batch; wait for it to end, or give another -o"
-    with locks.held(output, busy):
+    with locks.held(output, busy, BusyError):
         mine.add(key)
         try:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -107,8 +108,12 @@ def _one_at_a_time(change):
 
     @functools.wraps(change)
     def locked(*args):
+        from .errors import BadInputError
         from .locks import held
+        from .writing import make_dir
 
+        with contextlib.suppress(BadInputError):  # `change` says why where it cannot be made
+            make_dir(settings_file().parent, "")  # first: the lock is beside the settings file
         with held(settings_file(), wait=True):
             return change(*args)
 

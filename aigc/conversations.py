@@ -229,12 +229,20 @@ def deleted(path: Path) -> ConversationDeletedError:
 
 
 @contextmanager
-def in_use(path: Path, existing: bool = False):
+def in_use(path: Path, existing: bool = False, waiting=None):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` (or a
     `ChatSession`, see `held_for_session`) on it fails at once instead of both rewriting the file
-    (and `none_open` refuses to delete it). `existing`: it was there when the chat picked it, so one
-    deleted before the hold is a `ConversationDeletedError`."""
-    with locks.held(path, f"{path} is in use by another aigc chat; wait for it to end or pick another --session", ConversationOpenError):
+    (and `none_open` refuses to delete it); with `waiting`, it calls `waiting()` and waits its turn
+    instead. `existing`: it was there when the chat picked it, so one deleted before the hold is a
+    `ConversationDeletedError`."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(locks.held(path, f"{path} is in use by another aigc chat; wait for it to end (--wait) or pick another --session", ConversationOpenError))
+        except ConversationOpenError:
+            if waiting is None:
+                raise
+            waiting()
+            stack.enter_context(locks.held(path, wait=True))
         if existing and not Path(path).is_file():
             raise deleted(path)
         token = _held_here.set((*_held_here.get(), Path(path).resolve()))

@@ -185,7 +185,14 @@ class RemoteConfigError(BadInputError):
     """A `[remotes.NAME]` entry that cannot be used (bad field, API key variable not set)."""
 
 
-class ConversationOpenError(BadInputError):
+class BusyError(BadInputError):
+    """What aigc needs is in use by another process right now (a chat session, a batch `-o` file,
+    a port): the same command may work later. A BadInputError for callers that catch those."""
+
+    exit_code = 75  # EX_TEMPFAIL (sysexits.h): what cron wrappers and `flock -E` users retry on
+
+
+class ConversationOpenError(BusyError):
     """A conversation to delete is open in a running `aigc chat`; nothing was deleted."""
 
 

@@ -16,30 +16,38 @@ from .errors import BadInputError
 
 
 def lock_file(path: str | Path) -> Path:
-    """The file `held` locks for `path`, in aigc's data directory, keyed by its absolute path (in
-    lower case on Windows and macOS, whose file systems take Trip.json and trip.json for one file)."""
-    name = str(Path(path).resolve())
-    name = name.lower() if sys.platform in ("win32", "darwin") else name
-    key = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]  # a name in no UTF-8 as its bytes
-    return config.data_subdir("locks") / f"{key}.lock"
+    """The file `held` locks for `path`: a hidden `.NAME.lock` beside it, so that every process
+    that reaches the file (another user, another AIGC_DATA_DIR) reaches its lock; where that
+    directory cannot be written, one in aigc's data directory keyed by the file's absolute path."""
+    path = Path(path).resolve()
+    beside = path.parent / (f".{path.name}.lock" if len(os.fsencode(path.name)) <= 200 else f".{_key(path)}.lock")
+    if os.access(path.parent, os.W_OK):
+        return beside
+    return config.data_subdir("locks") / f"{_key(path)}.lock"
+
+
+def _key(path: Path) -> str:
+    """A name for the absolute `path` (in lower case on Windows and macOS, whose file systems take
+    Trip.json and trip.json for one file)."""
+    name = str(path).lower() if sys.platform in ("win32", "darwin") else str(path)
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:32]  # a name in no UTF-8 as its bytes
 
 
 @contextmanager
 def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInputError, wait: bool = False):
     """Hold `path` for this process while the block runs; a second holder fails at once with
-    `error(busy)`, or with `wait` waits its turn (for a short read-modify-write). The lock lives in
-    aigc's data directory (`lock_file`), keyed by the file's absolute
-    path, so it outlives the file being replaced by a rename; it is freed when the process ends,
-    and skipped where the file system has no locks (`flock`; `msvcrt.locking` on Windows). When
-    `path` is gone as the block ends (deleted, or never made), its lock file goes too, while still
-    held: one that another process opened meanwhile is found removed once it is locked, and that
-    process locks the new one (Windows deletes no open file: there it goes once let go of, unless
-    another process has it open). Yields whether it is held (False where it was skipped)."""
+    `error(busy)`, or with `wait` waits its turn (for a short read-modify-write). The lock is a file
+    beside `path` (`lock_file`), so it outlives the file being replaced by a rename; it is freed when
+    the process ends, and skipped where the file system has no locks (`flock`; `msvcrt.locking` on
+    Windows). As the block ends its lock file goes, while still held: one that another process
+    opened meanwhile is found removed once it is locked, and that process locks the new one
+    (Windows deletes no open file: there it goes once let go of, unless another process has it
+    open). Yields whether it is held (False where it was skipped)."""
     locked, handle = False, None
     while True:
         try:
             name = lock_file(path)
-            handle = open(name, "a")
+            handle = _open(name)
         except (OSError, BadInputError):  # a lock is a safety net, not a requirement
             break
         try:
@@ -57,14 +65,22 @@ def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInput
     try:
         yield locked
     finally:
-        gone = locked and not os.path.lexists(path)
-        if gone and os.name != "nt":
-            Path(name).unlink(missing_ok=True)
+        if locked and os.name != "nt":
+            with contextlib.suppress(OSError):  # another user's, in a directory only they may change
+                Path(name).unlink(missing_ok=True)
         if handle is not None:
             _unlock(handle)
-        if gone and os.name == "nt":
+        if locked and os.name == "nt":
             with contextlib.suppress(OSError):  # another process has it open, to lock it next
                 Path(name).unlink(missing_ok=True)
+
+
+def _open(name: Path):
+    """The lock file `name`, made if need be; read only where it is another user's (a lock needs no writing)."""
+    try:
+        return open(name, "a")
+    except PermissionError:
+        return open(name)
 
 
 def _lock(handle, wait: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import sys
 import time
@@ -86,6 +87,24 @@ def windows_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         if stream is not None and hasattr(stream, "reconfigure") and not stream.isatty():
             stream.reconfigure(encoding=encoding, newline="\n")
+
+
+class StdoutClosedError(OSError):
+    """A result written to a `ClosedStdout`."""
+
+
+class ClosedStdout(io.TextIOBase):
+    """stdout for a process started with it closed (`aigc ... >&-`), where Python has none: writing
+    a result is a one-line error (exit 1), as a full disk is, and a command that writes none runs."""
+
+    def write(self, text: str) -> int:
+        raise StdoutClosedError(errno.EBADF, "standard output is closed")
+
+
+def closed_stdout() -> None:
+    """Give a process started without stdout a `ClosedStdout` (see there)."""
+    if sys.stdout is None:
+        sys.stdout = ClosedStdout()
 
 
 def stdout() -> TextIO:

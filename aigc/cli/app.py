@@ -265,10 +265,12 @@ def _quiet_stdout() -> None:
 
 
 def _stop_if_disk_full(exc: Exception) -> None:
-    """A full disk (or quota) under what aigc writes: one `Error:` line and exit 1; other errors are left to the caller."""
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL and not config.debug():
+    """A full disk (or quota) under what aigc writes, or a closed stdout: one `Error:` line and exit 1;
+    other errors are left to the caller."""
+    full = isinstance(exc, OSError) and exc.errno in DISK_FULL
+    if (full or isinstance(exc, ui.StdoutClosedError)) and not config.debug():
         _quiet_stdout()
-        ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror} (free some space, or write elsewhere)")
+        ui.error(f"cannot write {exc.filename or 'the output'}: {exc.strerror}{' (free some space, or write elsewhere)' * full}")
         raise typer.Exit(1) from None
 
 
@@ -603,6 +605,7 @@ def main() -> None:
         signal.signal(signal.SIGBREAK, _terminate)
     started()  # Ctrl-C is KeyboardInterrupt again, which the group handles
     ui.windows_stdio()
+    ui.closed_stdout()
     try:
         app(prog_name="aigc", windows_expand_args=False)  # on Windows, typer would expand ~, $VAR, %VAR% and globs in every argument, prompts too
     finally:  # the process ends: its last garbage collection need not walk torch's and transformers' objects (1.1 of 6 s after loading a model)

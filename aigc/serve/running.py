@@ -5,6 +5,7 @@ they load (`bind`), and serve it with uvicorn until SIGINT or SIGTERM (`run_serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -13,13 +14,14 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from .. import ui
 from ..engine.models import no_progress
-from ..errors import BadInputError
+from ..errors import BadInputError, BusyError
 from .app import Backend, ServeSettings, create_app
 from .app import schedulers as served_by
 from .scheduler import Scheduler
@@ -104,13 +106,13 @@ def bind(host: str, port: int, host_name: str = "--host", port_name: str = "--po
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise BadInputError(f"port {port} on {host} is already in use; pick another with {port_name}") from None
+            raise BusyError(f"port {port} on {host} is already in use; pick another with {port_name}") from None
         raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}; check {host_name} and {port_name}") from None
     return sock
 
 
 class Stopping:
-    """What SIGINT and SIGTERM do to a running uvicorn `server`. The first signal: it stops taking
+    """What SIGINT, SIGTERM and SIGHUP do to a running uvicorn `server`. The first signal: it stops taking
     connections and every model's scheduler drains (requests already taken, running or waiting, are
     served for `grace` seconds; then running streams end with an error event and the rest get 503).
     A second Ctrl-C (`forced`): every running row is cut now and uvicorn waits for nothing; a
@@ -123,13 +125,19 @@ class Stopping:
     def __call__(self, sig: int) -> None:
         if not self.server.should_exit:
             self.server.should_exit = True
-            log.warning("stopping: requests already taken get up to %g s to finish (Ctrl-C again quits now)", self.grace)
+            again = " (Ctrl-C again quits now)" if _at_a_terminal() else ""  # not under systemd, where it is a second signal
+            log.warning("stopping: requests already taken get up to %g s to finish%s", self.grace, again)
             for scheduler in self.schedulers:
                 scheduler.drain(self.grace)
         elif sig == signal.SIGINT:
             self.forced = self.server.force_exit = True
             for scheduler in self.schedulers:
                 scheduler.drain(0)
+
+
+def _at_a_terminal() -> bool:
+    """Whether someone can press Ctrl-C: stdin and stderr are a terminal."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stderr))
 
 
 FORCED_EXIT = 130  # the status after a second Ctrl-C, as for any program Ctrl-C stops
@@ -165,7 +173,7 @@ def connection_limit(settings: ServeSettings) -> int:
 
 
 def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: float = 5.0) -> int:
-    """Run uvicorn until SIGINT or SIGTERM (see `Stopping`), logging as `log_config(verbosity)` says,
+    """Run uvicorn until SIGINT, SIGTERM or SIGHUP (see `Stopping`), logging as `log_config(verbosity)` says,
     then return the exit status: 0 once stopped gracefully, `FORCED_EXIT` after a second Ctrl-C."""
     import uvicorn
 
@@ -176,6 +184,21 @@ def run_server(app: FastAPI, sock: socket.socket, verbosity: int = 0, grace: flo
         # with status 143 instead of 0, and a second Ctrl-C would leave the decode threads running.
         def handle_exit(self, sig: int, frame) -> None:
             stopping(sig)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """uvicorn's SIGINT and SIGTERM, and SIGHUP too (a closed ssh session, a supervisor's
+            hang-up), which would otherwise end the process at once, cutting streams in flight."""
+            with super().capture_signals():
+                hangup = getattr(signal, "SIGHUP", None)  # none on Windows
+                if hangup is None or threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                before = signal.signal(hangup, self.handle_exit)
+                try:
+                    yield
+                finally:
+                    signal.signal(hangup, before)
 
         async def shutdown(self, sockets=None) -> None:
             await super().shutdown(sockets)

@@ -13,7 +13,7 @@ from aigc.batch_inputs import Row, read_rows
 from aigc.batch_output import pending_rows, read_output, run_settings
 from aigc.engine.coalesce import CoalescingEngine
 from aigc.engine.sampling import SamplingParams
-from aigc.errors import AigcError, BadInputError, PluginError, option
+from aigc.errors import AigcError, BadInputError, BusyError, PluginError, option
 from aigc.generators.base import Generator, get_generator
 from aigc.testing import FakeEngine
 from counted import counted
@@ -807,7 +807,7 @@ def test_an_output_another_run_is_writing_is_refused(tmp_path):
     source.write_text("one.\n")
     out = tmp_path / "out.jsonl"
     with locks.held(out, "busy"):
-        with pytest.raises(BadInputError, match="being written by another aigc batch; wait for it to end, or give another -o$"):
+        with pytest.raises(BusyError, match="being written by another aigc batch; wait for it to end, or give another -o$"):
             run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
         with pytest.raises(BadInputError, match="being written by another aigc batch"):  # the CLI asks before the model loads
             pending_rows(read_rows(source), out, summarizer(FakeEngine()), {})

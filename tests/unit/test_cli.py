@@ -45,6 +45,18 @@ def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
 
 
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["chat", "-m", "echo", "hello"]])
+def test_a_closed_stdout_is_a_one_line_error(argv):
+    command = [sys.executable, "-m", "aigc", *argv]
+    done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)  # `aigc ... >&-`
+    assert done.returncode == 1 and done.stderr == "Error: cannot write the output: standard output is closed\n"
+
+
+def test_a_command_that_writes_no_result_runs_with_stdout_closed():
+    done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "aigc", "logs", "on"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "logging is on (aigc's default)\n")
+
+
 def test_no_command_with_piped_stdin_is_a_one_line_hint_not_the_help_into_the_result():
     done = subprocess.run([sys.executable, "-m", "aigc"], input="notes to summarize\n", capture_output=True, text=True, timeout=60)  # `cat notes.md | aigc > out.md`
     assert (done.returncode, done.stdout) == (2, "")
@@ -2721,16 +2733,16 @@ def test_rm_refuses_a_conversation_open_in_another_chat_and_deletes_nothing(tiny
     with conversations.in_use(conversations.conversation_path(cid)):  # an aigc chat open on it
         for argv in (("logs", "rm", str(entry)), ("logs", "rm", "--all")):
             refused = invoke(*argv)
-            assert (refused.exit_code, refused.stderr) == (2, f"Error: conversation {cid} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
+            assert (refused.exit_code, refused.stderr) == (75, f"Error: conversation {cid} is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
     with conversations.in_use(conversations.conversation_path("work")):
         refused = invoke("sessions", "rm", "free", "work")
-        assert (refused.exit_code, refused.stderr) == (2, "Error: session 'work' is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
+        assert (refused.exit_code, refused.stderr) == (75, "Error: session 'work' is open in another aigc chat; leave that chat, then run this again (nothing was deleted)\n")
     assert len(logs.entries(None)) == 4 and history.read_text() == "typed in the REPL\n"
     assert {p.name for p in conversations.conversations_dir().iterdir()} | {p.name for p in conversations.sessions_dir().iterdir()} == everything
     assert "deleted conversation" in invoke("logs", "rm", str(entry)).stderr and "removed" in invoke("sessions", "rm", "free", "work").stderr
     assert [p.stem for p in conversations.unnamed_files()] == [other] and json.loads(invoke("sessions", "--json").stdout) == []
     kept = conversations.conversation_path(other)
-    assert [p.name for p in (config.data_dir() / "locks").iterdir()] == [locks.lock_file(kept).name]  # those deleted took their lock files along
+    assert not locks.lock_file(kept).exists() and not list(config.data_dir().rglob("*.lock"))  # lock files go once let go of
 
 
 def test_a_new_unnamed_chat_holds_its_conversation_while_it_runs(tiny_model_dir, monkeypatch):
@@ -2847,6 +2859,17 @@ def test_a_repl_open_while_logs_rm_all_runs_writes_back_none_of_the_deleted_hist
         readline.clear_history()
 
 
+def test_a_conversation_the_data_directory_cannot_take_is_one_warning_and_the_answer_is_given():
+    from aigc import config
+
+    config.made_data_dir()
+    (config.data_dir() / "conversations").write_text("not a directory")  # as a read-only data directory: nothing can be made there
+    result = invoke("chat", "-m", "echo", "hello")
+    assert (result.exit_code, result.stdout) == (0, "hello\n")
+    said = [line for line in result.stderr.splitlines() if "conversations" in line]
+    assert len(said) == 1 and said[0].startswith(f"Warning: this chat is not kept for -c or --cid: cannot make directory {config.data_dir() / 'conversations'}: ")
+
+
 def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, tmp_path):
     from aigc import conversations
 
@@ -2855,7 +2878,7 @@ def test_a_session_in_use_is_refused_and_another_model_is_named(tiny_model_dir, 
     args = ("chat", "-S", str(path), "again", "-m", str(tiny_model_dir), "--max-tokens", "3")
     with conversations.in_use(path):
         busy = invoke(*args)
-    assert busy.exit_code == 2 and "is in use by another aigc chat" in busy.stderr  # the user picks another session
+    assert busy.exit_code == 75 and "is in use by another aigc chat" in busy.stderr  # busy: it may work later, or the user picks another session
     done = invoke(*args)
     assert done.exit_code == 0 and "this session was with other-model; it goes on with" in done.stderr and "(without -m it goes on with other-model)" in done.stderr
     assert len(conversations.read(path).messages) == 4 and conversations.read(path).model != "other-model"

@@ -509,13 +509,13 @@ def test_a_conversation_s_lock_file_goes_with_it_and_a_chat_that_opened_the_old_
     kept.parent.mkdir(parents=True)
     for path in (kept, gone):
         conversations.Conversation(None, [{"role": "user", "content": "hi"}], "fake").save(path)
-    folder = config.data_dir() / "locks"
     with conversations.none_open([kept, gone]):  # `aigc logs rm` or `aigc sessions rm`
+        assert locks.lock_file(kept).exists() and locks.lock_file(gone).exists()
         conversations.forget([gone])
-    assert [p.name for p in folder.iterdir()] == [locks.lock_file(kept).name]  # the one still there keeps its own
+    assert not list(config.data_dir().rglob("*.lock"))  # let go of: gone
     with conversations.in_use(conversations.new_conversation()):
         pass  # a chat left before its first reply: its conversation was never made
-    assert [p.name for p in folder.iterdir()] == [locks.lock_file(kept).name]
+    assert not list(config.data_dir().rglob("*.lock"))
     real, raced = fcntl.flock, []
 
     def flock(handle, how):  # between this chat opening the lock file and taking it, another process deletes the session
@@ -531,7 +531,7 @@ def test_a_conversation_s_lock_file_goes_with_it_and_a_chat_that_opened_the_old_
         with pytest.raises(ConversationOpenError, match="^session 'kept' is open in another aigc chat"):
             with conversations.none_open([kept]):
                 pytest.fail("two held the same conversation")
-    assert list(folder.iterdir()) == []
+    assert not list(config.data_dir().rglob("*.lock"))
 
 
 def test_chats_noting_session_files_at_once_each_keep_their_entry(tmp_path):
@@ -701,9 +701,43 @@ def test_aigc_chat_on_a_file_a_session_holds_is_refused_and_the_session_s_turns_
     held = session(path)
     held.ask("A first")
     refused = CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "cli turn"])
-    assert refused.exit_code == 2 and f"{path} is in use by another aigc chat" in refused.stderr
+    assert refused.exit_code == 75 and f"{path} is in use by another aigc chat" in refused.stderr
     held.ask("A second")
     assert [m["content"] for m in conversations.read(path).messages] == ["A first", "", "A second", ""]
     held.close()
     assert CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "cli turn"]).exit_code == 0
     assert [m["content"] for m in conversations.read(path).messages][-2:] == ["cli turn", "cli turn"]
+
+
+def test_aigc_chat_wait_takes_its_turn_once_the_session_is_free(tmp_path, monkeypatch):
+    import threading
+
+    from typer.testing import CliRunner
+
+    from aigc.cli import chat
+    from aigc.cli.app import app
+
+    path = tmp_path / "same.json"
+    held, free = threading.Event(), threading.Event()
+
+    def other_chat():  # another aigc chat, in the middle of its turn
+        with conversations.in_use(path):
+            held.set()
+            free.wait(30)
+            conversations.Conversation(None, [{"role": "user", "content": "A first"}, {"role": "assistant", "content": "A first"}], "echo").save(path)
+
+    info = chat.ui.info
+
+    def said(message):  # the waiting chat says so, then the other one ends its turn
+        info(message)
+        if message.startswith("(waiting for another aigc chat"):
+            free.set()
+
+    monkeypatch.setattr(chat.ui, "info", said)
+    thread = threading.Thread(target=other_chat)
+    thread.start()
+    held.wait(30)
+    result = CliRunner().invoke(app, ["chat", "-S", str(path), "-m", "echo", "--wait", "cli turn"])
+    thread.join()
+    assert result.exit_code == 0 and "(waiting for another aigc chat to finish with session" in result.stderr
+    assert [m["content"] for m in conversations.read(path).messages] == ["A first", "A first", "cli turn", "cli turn"]

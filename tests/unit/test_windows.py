@@ -291,7 +291,8 @@ def test_session_names_differing_in_case_share_one_lock_where_the_file_system_ig
     from aigc import locks
 
     monkeypatch.setattr(sys, "platform", platform)
-    assert locks.lock_file(tmp_path / "Trip.json") == locks.lock_file(tmp_path / "trip.json")
+    unwritable = tmp_path / "none"  # the lock goes in the data directory, keyed by the path
+    assert locks.lock_file(unwritable / "Trip.json") == locks.lock_file(unwritable / "trip.json")
 
 
 class GoneReader(io.StringIO):
