@@ -218,6 +218,22 @@ def test_a_task_that_needs_what_an_engine_lacks_is_an_engine_error_naming_it():
     assert get_generator("chat", engine=complete).engine is complete  # one with every method is run as given
 
 
+class BarePlugin:
+    @hookimpl
+    def register_engines(self, register):
+        register("bare", lambda location: Bare())
+
+
+def test_a_plugin_engine_lacking_a_method_runs_as_loaded_and_reads_as_lacking_it(pm):
+    pm.register(BarePlugin(), name="bareplug")
+    engine = load_model("bare:x")
+    generator = get_generator("chat", engine=engine)
+    assert generator.engine is engine and generator("hi")["text"] == "ok"
+    assert not hasattr(engine, "embed") and getattr(engine, "stream", None) is None
+    with pytest.raises(EngineError, match=r"^engine 'bare' \(plugin 'bareplug'\) has no embed, which embeddings"):
+        engine.embed(["a"])
+
+
 class Failing(EngineBase):
     name = "acme:down"
 
