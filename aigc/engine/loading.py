@@ -143,7 +143,7 @@ def load_model(
     if ref.kind == "remote":  # made by its engine scheme's factory (openai:, remote:, a plugin's)
         from .schemes import maker
 
-        more, make = maker(ref.engine)
+        more, make = maker(ref.engine, ref.keyless)
         key = (ref, *more)
     else:
         threads = config.threads()  # a bad setting is an error before the loading note

@@ -67,15 +67,19 @@ def located(name: str, scheme: str, location: str, plugin: str) -> str:
     return location
 
 
-def maker(engine: str) -> tuple[tuple, Callable[[], Any]]:
+def maker(engine: str, keyless: bool = False) -> tuple[tuple, Callable[[], Any]]:
     """For `ModelRef.engine` (SCHEME:LOCATION): what more keys the engine in `load_model`'s cache,
-    and a function that makes it. A plugin factory's failure that is no `AigcError` is a
+    and a function that makes it (`keyless`, for openai:: one that sends no API key). A plugin factory's failure that is no `AigcError` is a
     `PluginError` naming the plugin; one that returns no engine is one too."""
     scheme, _, location = engine.partition(":")
     engines = registered_engines()
     if scheme not in engines:  # its plugin was unloaded since
         raise UnknownModelError(f"no plugin registers the engine scheme {scheme}: now (registered: {listed(engines)})")
     plugin, factory = engines[scheme]
+    if plugin == BUILTIN and scheme == "openai" and keyless:
+        from .remote import OpenAIEngine
+
+        return (), lambda: OpenAIEngine.from_location(location, keyed=False)
     if plugin == BUILTIN and scheme == "remote":
         from .remote import named_remote
 

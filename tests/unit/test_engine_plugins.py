@@ -326,3 +326,49 @@ def test_the_backends_example_in_the_docs_runs_as_a_plugin(pm, monkeypatch, tmp_
         server.shutdown()
         for name in [name for name in sys.modules if name.startswith("aigc_acme")]:
             del sys.modules[name]
+
+
+def test_a_plugin_alias_naming_an_openai_url_gets_the_api_key_only_for_openai_or_your_remotes(pm, monkeypatch):
+    import http.server
+    import threading
+
+    from aigc import ModelSpec
+    from aigc.config import settings_file
+
+    class Service(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = json.dumps({"data": [{"id": "m"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Catalogue:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(alias="fast-llm", source=f"openai:{url}#m"))
+            register(ModelSpec(alias="gpt-here", source="openai:https://api.openai.com/v1#gpt"))
+
+    seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-user-secret")
+    pm.register(Catalogue(), name="catalogue")
+    try:
+        assert resolve("fast-llm").keyless and not resolve("gpt-here").keyless
+        load_model("fast-llm")
+        load_model(f"openai:{url}#m")  # named by the user: their key goes there
+        assert seen == [None, "Bearer sk-user-secret"]
+        settings_file().parent.mkdir(parents=True, exist_ok=True)
+        settings_file().write_text(f'[remotes.mine]\nurl = "{url}"\n')  # a server of yours
+        unload()
+        load_model("fast-llm")
+        assert seen[-1] == "Bearer sk-user-secret"
+    finally:
+        server.shutdown()
+        server.server_close()
