@@ -22,7 +22,6 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.models import no_progress
-from ..engine.plugged import NEEDED_FOR, PluggedEngine
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
 from ..plugins import name_problem, outside_aigc
@@ -714,8 +713,6 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     if engine is not None and not callable(getattr(engine, "generate", None)):
         hint = f"; to pick a model by name, give model={engine!r}" if isinstance(engine, str) else ""
         raise OptionError("engine", f"must be an aigc Engine, as aigc.load_model(NAME) gives, got {type_name(engine)}{hint}")
-    if engine is not None and not isinstance(engine, PluggedEngine) and any(not hasattr(engine, member) for member in NEEDED_FOR):  # what it lacks is named when a task needs it
-        kwargs["engine"] = PluggedEngine(engine, None)
     if isinstance(kwargs.get("model"), os.PathLike):  # a pathlib.Path to a model, as open() takes one
         kwargs["model"] = os.fspath(kwargs["model"])
     model = kwargs.get("model")

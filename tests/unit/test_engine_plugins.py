@@ -208,14 +208,36 @@ class Bare:
         return [[Completion("ok", 3, 1, "stop")] * params.n for _ in prompts]
 
 
-def test_a_task_that_needs_what_an_engine_lacks_is_an_engine_error_naming_it():
-    with pytest.raises(EngineError, match=r"^engine 'bare' has no score_many, which scoring labels \(classify\) needs; define it, or subclass aigc.EngineBase"):
-        get_generator("classify", engine=Bare())("text", labels=["a", "b"])
+def test_a_task_that_needs_what_a_plugin_engine_lacks_is_an_engine_error_naming_it(pm):
+    pm.register(BarePlugin(), name="bareplug")
+    with pytest.raises(EngineError, match=r"^engine 'bare' \(plugin 'bareplug'\) has no score_many, which scoring labels \(classify\) needs; define it, or subclass aigc.EngineBase"):
+        get_generator("classify", model="bare:x")("text", labels=["a", "b"])
     with pytest.raises(AssertionError, match="it has no score_many") as caught:
         check_engine(Bare())
     assert "can_embed must be True or False, got None" in str(caught.value) and "stats must be" in str(caught.value)
     complete = FakeEngine()
     assert get_generator("chat", engine=complete).engine is complete  # one with every method is run as given
+
+
+class Mine:
+    """A caller's own engine, of some methods only, whose bug is a ValueError."""
+
+    name = "mine"
+    context_length = 512
+
+    def count_tokens(self, prompt):
+        return 3
+
+    def generate(self, prompts, params):
+        raise ValueError("my bug")
+
+
+def test_an_engine_the_caller_gives_is_run_as_it_is():
+    engine = Mine()
+    generator = get_generator("chat", engine=engine)
+    assert generator.engine is engine and not hasattr(generator.engine, "can_score_chat")  # headline reads it as it always did
+    with pytest.raises(ValueError, match="^my bug$"):
+        generator("hi")
 
 
 class BarePlugin:
