@@ -466,8 +466,9 @@ class Generator:
         place, after the results before it (`many` checks them all before any runs); with "skip" it is
         given in its place. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
         Closing the iterator (`.close()`, `contextlib.closing`, or its garbage collection: leaving a
-        `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it) or Ctrl-C
-        while it waits for a result stops the inputs in flight as `many` does. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
+        `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it; one kept in a
+        name stays open until the name goes: loop over `contextlib.closing(g.imany(...))`) or Ctrl-C
+        while it waits for a result stops the inputs in flight as `many` does, waiting `STOP_WAIT` at most. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
         items = iterated(inputs, "imany takes an iterable of inputs", "; run one input with the generator itself")
         self._check_many(sampling, concurrency, on_error, options)
         total = len(inputs) if isinstance(inputs, collections.abc.Sized) else None
