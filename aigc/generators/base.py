@@ -464,7 +464,7 @@ class Generator:
         taken. Options and sampling settings are checked when `imany` is called; each input is
         checked as it is read, so with `on_error="stop"` an invalid input's error is raised at its
         place, after the results before it (`many` checks them all before any runs); with "skip" it is
-        given in its place. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
+        given in its place. An error `inputs` raises as it is read is raised after the results of those read before it. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
         Closing the iterator (`.close()`, `contextlib.closing`, or its garbage collection: leaving a
         `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it; one kept in a
         name stays open until the name goes: loop over `contextlib.closing(g.imany(...))`) or Ctrl-C
@@ -501,8 +501,15 @@ class Generator:
 
         quiet, done = None, 0
         while True:
-            rows, invalid = [], None
-            for item in itertools.islice(items, size):
+            rows, invalid, source = [], None, itertools.islice(items, size)
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - the inputs' own error, raised after the results of those read before it
+                    invalid = exc
+                    break
                 number = done + len(rows)
                 if lazy and on_error == "stop":
                     try:
