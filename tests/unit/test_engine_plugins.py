@@ -1,5 +1,6 @@
 """Engines from plugins: the `register_engines` hook, `-m SCHEME:LOCATION`, and how their failures are named."""
 
+import asyncio
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from aigc.cli.app import app
 from aigc.engine.loading import unload
 from aigc.engine.models import resolve
 from aigc.engine.schemes import registered_engines
-from aigc.engine.base import Completion
+from aigc.engine.base import Completion, stoppable_context
 from aigc.errors import BadInputError, EngineError, PluginError, UnknownModelError
 from aigc.testing import EchoEngine, FakeEngine, check_engine
 
@@ -341,6 +342,10 @@ def test_the_backends_example_in_the_docs_runs_as_a_plugin(pm, monkeypatch, tmp_
         assert get_generator("chat", model="acme-7b")("say hi")["text"] == "USER: SAY HI"
         assert get_generator("chat", model="acme:acme-7b")("hi", sampling={"stop": [":"]})["text"] == "USER"
         assert check_engine(module.engine.AcmeEngine("acme-7b"))["cannot"] == ["score", "score_many", "embed"]
+        context, stop = stoppable_context()
+        stop.set()  # as Ctrl-C in a batch tells it
+        with pytest.raises(asyncio.CancelledError):
+            context.run(module.engine.AcmeEngine("acme-7b").generate, ["hi"], __import__("aigc").SamplingParams())
         monkeypatch.setenv("ACME_URL", "http://127.0.0.1:9/infer")  # nothing listens there
         with pytest.raises(ModelUnavailableError, match=r"^cannot reach ACME at http://127.0.0.1:9/infer: .*; is it running\?$"):
             module.engine.AcmeEngine("acme-7b").generate(["hi"], __import__("aigc").SamplingParams())
