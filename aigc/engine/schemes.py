@@ -47,6 +47,19 @@ def by_plugin(plugin: str) -> str:
     return "" if plugin.startswith("aigc.") else f" (plugin {plugin!r})"
 
 
+def engine_plugin(engine: str | None) -> str | None:
+    """The outside plugin whose scheme makes the engine of `ModelRef.engine` (SCHEME:LOCATION): its
+    model runs on that plugin's engine; None for aigc's own (openai:, remote:: a remote server)."""
+    plugin = registered_engines().get((engine or "").partition(":")[0], (BUILTIN,))[0]
+    return None if plugin.startswith("aigc.") else plugin
+
+
+def runs_on(engine: str | None) -> str:
+    """Where a model of `ModelRef.engine` runs, as messages say it: `a remote server`, or `the engine of plugin 'acme'`."""
+    plugin = engine_plugin(engine)
+    return f"the engine of plugin {plugin!r}" if plugin else "a remote server"
+
+
 def listed(engines: dict[str, tuple[str, Any]]) -> str:
     """The registered schemes as an error lists them: `openai:, remote:, acme: (plugin 'acme')`."""
     return ", ".join(f"{scheme}:{by_plugin(plugin)}" for scheme, (plugin, _) in sorted(engines.items())) or "none"

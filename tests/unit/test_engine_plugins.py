@@ -12,7 +12,7 @@ from aigc.engine.loading import unload
 from aigc.engine.models import resolve
 from aigc.engine.schemes import registered_engines
 from aigc.engine.base import Completion, stoppable_context
-from aigc.errors import BadInputError, EngineError, PluginError, UnknownModelError
+from aigc.errors import BadInputError, EngineError, ModelSettingError, PluginError, UnknownModelError
 from aigc.testing import EchoEngine, FakeEngine, check_engine
 
 
@@ -129,12 +129,20 @@ def test_the_cli_runs_on_a_plugins_engine_and_lists_its_scheme(pm, monkeypatch, 
     assert (done.exit_code, done.stdout) == (0, "hello\n"), done.output
     listed = runner.invoke(app, ["models", "list", "--json"])
     row = next(row for row in json.loads(listed.stdout) if row["alias"] == "acme:LOCATION")
-    assert (row["plugin"], row["kind"], row["description"]) == ("acme-plugin", "remote", "ACME's in-house service.")
+    assert (row["plugin"], row["kind"], row["description"]) == ("acme-plugin", "engine", "ACME's in-house service.")
     shown = runner.invoke(app, ["plugins"])
     assert "  engines: acme:\n" in shown.stdout
     doctor = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
     assert doctor["checks"]["plugins"]["facts"]["engines"]["acme:"] == "acme-plugin"
     assert "their engine schemes: acme: (acme-plugin)" in doctor["checks"]["plugins"]["summary"]
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "acme:big")  # runs in this process, on no remote server
+    doctor = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)["checks"]
+    assert doctor["device"]["summary"] == "the default model acme:big runs on the engine of plugin 'acme-plugin'"
+    assert doctor["model:text"]["summary"].endswith("(set by AIGC_DEFAULT_MODEL): runs on the engine of plugin 'acme-plugin', at big (not contacted)")
+    with pytest.raises(ModelSettingError, match=r"^device=cpu sets how a model runs here; acme:big runs on the engine of plugin 'acme-plugin', which decides that"):
+        load_model("acme:big", device="cpu")
+    pulled = runner.invoke(app, ["models", "pull", "acme:big"])
+    assert pulled.exit_code == 2 and "acme:big runs on the engine of plugin 'acme-plugin'; there is nothing to download" in pulled.output
     wrong = runner.invoke(app, ["chat", "-m", "acmee:big", "hello"])
     assert wrong.exit_code == 2 and "registered: acme: (plugin 'acme-plugin'), openai:, remote:" in wrong.output
 
@@ -170,7 +178,7 @@ def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_pa
     with pytest.raises(UnknownModelError, match=r"^model alias 'bad-url' \(plugin 'acme-plugin'\) names openai:ftp://host/v1, which cannot be used: .*needs an http"):
         resolve("bad-url")
     listed = {row["alias"]: row for row in json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)}
-    assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("remote", None, "acme-plugin")
+    assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("engine", None, "acme-plugin")
 
 
 class Parrot(EngineBase):
