@@ -121,6 +121,11 @@ def test_an_ssa_file_with_soft_breaks_and_marked_fields_keeps_them():
     assert subtitles.to_text(ssa, suffix=".ssa") == "NTP: Hello, world. How are you?"
 
 
+def test_a_dialogue_mixing_soft_and_hard_breaks_keeps_each_as_it_was():
+    text = HEAD + "Dialogue: 0,0:00:01.00,0:00:04.00,Default,,0,0,0,,One line here,\\nsoft then\\Nhard break.\n"
+    assert translate(text)[0]["translation"] == text.replace("One line here,\\nsoft then\\Nhard break.", "ONE LINE HERE,\\nSOFT THEN\\NHARD BREAK.")
+
+
 def test_empty_lines_in_a_dialogue_stay_where_they_are():
     text = HEAD + "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,{\\an8}I went\\N\\Nto the sea\\N\n"
     assert translate(text)[0]["translation"] == text.replace("I went\\N\\Nto the sea", "I WENT\\N\\NTO THE SEA")
