@@ -191,7 +191,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
     scheme = schemes.scheme_of(name)
     engines = schemes.registered_engines() if scheme else {}
-    if scheme in engines:  # SCHEME:LOCATION, made by the factory a plugin registered (openai:URL#MODEL, remote:NAME: aigc's own)
+    if scheme in engines and not os.path.exists(Path(name).expanduser()):  # SCHEME:LOCATION, made by the factory a plugin registered (openai:URL#MODEL, remote:NAME: aigc's own); a path that exists is one, as hf:NAME's is
         location = name[len(scheme) + 1 :]
         return ModelRef(name, "remote", schemes.located(name, scheme, location, engines[scheme][0]), engine=f"{scheme}:{location}")
     models = registered_models()

@@ -54,6 +54,15 @@ def test_register_engines_gives_a_scheme_that_model_names_run_on(pm):
     assert get_generator("chat", model="acme:big-model")("hello there")["text"] == "hello there"
 
 
+def test_a_local_path_that_exists_wins_over_an_engine_scheme_of_its_prefix(pm, tmp_path, monkeypatch):
+    pm.register(AcmePlugin(), name="acme-plugin")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "acme:v2").mkdir()
+    (tmp_path / "acme:v2" / "config.json").write_text("{}")
+    assert (resolve("acme:v2").kind, resolve("acme:v2").location) == ("dir", "acme:v2")  # your model directory, not ACME's v2
+    assert resolve("acme:v3").engine == "acme:v3"
+
+
 def test_the_built_in_schemes_come_through_the_same_hook(pm):
     engines = registered_engines()
     assert engines["openai"][0] == engines["remote"][0] == "aigc.default_plugins.engines"
