@@ -102,7 +102,7 @@ def test_an_output_named_as_another_subtitle_format_is_warned_of(echo, tmp_path)
     srt, ssa = tmp_path / "ep01.fr.srt", tmp_path / "ep01.fr.ssa"
     result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(srt)])
     assert result.exit_code == 0 and srt.read_text() == ASS_TRANSLATED
-    assert result.stderr.startswith(f"Warning: {doc}: -o {srt} gets .ass subtitles, as the file is, not .srt ones: name it ep01.fr.ass\n"), result.stderr
+    assert result.stderr.startswith(f"Warning: {doc}: -o {srt} gets .ass subtitles, as the file is, not .srt ones: name it {tmp_path / 'ep01.fr.ass'}\n"), result.stderr  # in the directory -o names
     result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(ssa)])
     assert result.exit_code == 0 and "Warning" not in result.stderr  # .ssa and .ass are read alike
 
