@@ -27,7 +27,7 @@ from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionErro
 from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+ProgressFn = Callable[[int, int | None, str], None]  # (done, total, what); total None where it is not known (imany)
 _quiet = contextvars.ContextVar("quiet_notes", default=False)
 
 
