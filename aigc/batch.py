@@ -327,7 +327,7 @@ def _outcomes(
             yield rows[done], outcome
             if stop_at_error and "error" in outcome:  # the rows after it were not all run
                 return
-    except (KeyboardInterrupt, SystemExit, BrokenPipeError) as exc:  # Ctrl-C, SIGTERM as the CLI raises it, or a reader gone, thrown in by the caller
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError, GeneratorExit) as exc:  # Ctrl-C, SIGTERM as the CLI raises it, a reader gone, thrown in by the caller; or closed (it left the loop)
         wait = 0.0 if isinstance(exc, BrokenPipeError) else stop_wait  # a reader gone: the process is ending
         raise
     finally:

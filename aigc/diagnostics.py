@@ -153,7 +153,9 @@ def _device(context: dict) -> list[Check]:
         return [Check("device", "note", f"no device picked: {why}", facts={"device": None, "dtype": None})]
     context["text_ref"] = ref
     if ref.kind in ("remote", "echo"):
-        where = "on its remote server" if ref.kind == "remote" else "without weights (aigc's test model)"
+        from .engine.schemes import engine_plugin, runs_on
+
+        where = ("on its remote server" if not engine_plugin(ref.engine) else f"on {runs_on(ref.engine)}") if ref.kind == "remote" else "without weights (aigc's test model)"
         return [Check("device", "ok", f"the default model {ref.name} runs {where}", facts={"device": None, "dtype": None, "model": ref.name})]
     if context.get("torch") is None:
         return [Check("device", "note", "no device picked: torch cannot be imported (above)", facts={"device": None, "dtype": None, "model": ref.name})]
@@ -349,7 +351,10 @@ def _model(kind: str, context: dict) -> Check:
     if kind == "image" and not diffusion.available():
         return Check(id, "note", f"{head}; the image extra is not installed, so `aigc image` cannot run", f"to add it, {install_advice('image')}", facts)
     if ref.kind == "remote":
-        return Check(id, "ok", f"{head}: a remote server's, at {ref.location} (not contacted)", facts=facts)
+        from .engine.schemes import engine_plugin, runs_on
+
+        whose = f"runs on {runs_on(ref.engine)}" if engine_plugin(ref.engine) else "a remote server's"
+        return Check(id, "ok", f"{head}: {whose}, at {ref.location} (not contacted)", facts=facts)
     if ref.kind == "dir" and models.missing_parts(local):
         return Check(id, "problem", f"{head}: {local} lacks {' and '.join(models.missing_parts(local))}", f"complete it, or {_another(kind, source)}", facts)
     denied = models.unreadable(local) if local and local.exists() else None

@@ -38,4 +38,3 @@ def register_commands(app):
 @hookspec
 def prepare_jinja_env(env):
     """Add filters or globals to the sandboxed jinja2 environment templates render in."""
-

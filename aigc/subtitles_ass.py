@@ -135,14 +135,17 @@ def cue_texts(text: str, name: str = "the text") -> list[tuple[str | None, str, 
 
 @dataclass
 class _DialogueBlock(_CueBlock):
-    """A Dialogue line: its fields before the text as they are, then the text's lines, `\\N` between,
-    and its hard spaces (sent as no-break spaces) as `\\h`."""
+    """A Dialogue line: its fields before the text as they are, then the text's lines with its own
+    breaks between, in order (`\\N` hard, `\\n` soft; for a line more, `\\N`, or `\\n` where it had
+    only those), and its hard spaces (sent as no-break spaces) as `\\h`."""
 
     fields: str = ""
-    line_break: str = "\\N"
+    line_breaks: list[str] = field(default_factory=list)
 
     def render(self, translations: list[str]) -> str:
-        return self.fields + super().render(translations).replace("\n", self.line_break).replace("\u00a0", "\\h")
+        kept, more = iter(self.line_breaks), "\\n" if set(self.line_breaks) == {"\\n"} else "\\N"
+        text = re.sub("\n", lambda _: next(kept, more), super().render(translations))
+        return self.fields + text.replace("\u00a0", "\\h")
 
 
 def _dialogue_block(line: str, text_at: int) -> Block:
@@ -155,8 +158,7 @@ def _dialogue_block(line: str, text_at: int) -> Block:
     if any(_KARAOKE.search(b) or any(int(p) for p in _DRAWING.findall(b)) for b in blocks):
         return Block("subtitle", [line])
     parts = _BREAK.split(text.replace("\\h", "\u00a0"))
-    breaks = set(parts[1::2])
-    return _cue_block(parts[0::2], _BLOCK, _DialogueBlock("cue", [], fields=line[:text_at], line_break=breaks.pop() if len(breaks) == 1 else "\\N"))
+    return _cue_block(parts[0::2], _BLOCK, _DialogueBlock("cue", [], fields=line[:text_at], line_breaks=parts[1::2]))
 
 
 def translation_blocks(text: str, name: str = "the text") -> list[Block]:

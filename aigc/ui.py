@@ -326,9 +326,9 @@ def stage_status() -> Iterator[Callable[..., None]]:
 
 
 @contextlib.contextmanager
-def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
+def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
     """A rich progress bar on a terminal; elsewhere a plain line now and then (`_Lines`: "translating:
-    3/7, about 40 s left"), none with -q. Yields a (done, total, what) callback."""
+    3/7, about 40 s left"), none with -q. Yields a (done, total, what) callback; `total` None: not known."""
     if not interactive():
         if settings.verbosity < 0:
             yield lambda done, total, what: None
@@ -336,9 +336,10 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
         lines = _Lines()
         started: dict[str, tuple[float, int]] = {}  # each stage's clock and count at its first report
 
-        def plain(done: int, total: int, what: str) -> None:
+        def plain(done: int, total: int | None, what: str) -> None:
             since, first = started.setdefault(what, (clock(), done))
-            lines(lambda now: f"{what}: {done}/{total}" + _about(rate_and_left(done - first, total - first, now - since)[1]))
+            of = "" if total is None else f"/{total}"
+            lines(lambda now: f"{what}: {done}{of}" + _about(rate_and_left(done - first, None if total is None else total - first, now - since)[1]))
 
         yield plain
         return
@@ -348,7 +349,7 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
     with Progress(*columns, console=stderr(), transient=True, get_time=lambda: clock()) as progress:
         tasks: dict[str, int] = {}
 
-        def update(done: int, total: int, what: str) -> None:
+        def update(done: int, total: int | None, what: str) -> None:
             if what not in tasks:  # each stage's clock and count start at its first report, as the plain line's
                 tasks[what] = progress.add_task(what, total=total, first=done)
             progress.update(tasks[what], completed=done, total=total)

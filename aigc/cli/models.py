@@ -26,17 +26,17 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     rows = []
     defaults = {kind: _default_name(kind) for kind in ("image", "text")}  # the settings file read once
     for alias, (plugin, spec) in sorted(registry.registered_models().items()):
-        remote = False
+        remote = None
         try:
             ref = registry.resolve(alias)
-            installed, remote = (None, True) if ref.kind == "remote" else (ref.installed, False)  # an engine's model: nothing to install
+            installed, remote = (None, _served(ref)) if ref.kind == "remote" else (ref.installed, None)  # an engine's model: nothing to install
         except AigcError as exc:  # e.g. a plugin's model whose local source is gone
             ui.warn(f"model {alias!r}: {exc}")
             installed = False
         rows.append(
             {
                 "alias": alias,
-                "kind": "remote" if remote else spec.kind,
+                "kind": remote or spec.kind,
                 "source": spec.source,
                 "plugin": plugin,
                 "installed": installed,
@@ -63,6 +63,13 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
     ui.print_table(table)
 
 
+def _served(ref) -> str:
+    """The kind `aigc models list` gives a model an engine scheme runs: `remote` (openai:, remote:), `engine` (a plugin's)."""
+    from ..engine.schemes import engine_plugin
+
+    return "engine" if engine_plugin(ref.engine) else "remote"
+
+
 def _default_name(kind: str) -> str | None:
     """The default model of `kind`; one of the wrong type in the settings file is a warning (None),
     as one that cannot be used is."""
@@ -84,7 +91,7 @@ def _default_row(kind: str, name: str | None, rows: list[dict]) -> dict | None:
         ui.warn(str(exc))
         return None
     return {
-        "alias": name, "kind": "remote" if ref.kind == "remote" else kind, "source": ref.location, "plugin": "config",
+        "alias": name, "kind": _served(ref) if ref.kind == "remote" else kind, "source": ref.location, "plugin": "config",
         "installed": None if ref.kind == "remote" else ref.installed, "default": True, "description": f"the default {kind} model",
     }
 
@@ -107,9 +114,9 @@ def alias_rows(defaults: dict[str, str | None]) -> list[dict]:
         except AigcError as exc:
             ui.warn(str(exc))
             continue
-        kind = "remote" if ref.kind == "remote" else "image" if ref.image else "text"
+        kind = _served(ref) if ref.kind == "remote" else "image" if ref.image else "text"
         rows.append({
-            "alias": name, "kind": kind, "source": target, "plugin": "config", "installed": None if kind == "remote" else ref.installed,
+            "alias": name, "kind": kind, "source": target, "plugin": "config", "installed": None if ref.kind == "remote" else ref.installed,
             "default": name == defaults["image" if kind == "image" else "text"], "description": f"your alias for {target}",
         })
     return rows
@@ -145,7 +152,7 @@ def engine_rows() -> list[dict]:
         if plugin not in DEFAULT_PLUGINS:
             said = (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
             rows.append({
-                "alias": f"{scheme}:LOCATION", "kind": "remote", "source": f"plugin {plugin}'s engine", "plugin": plugin,
+                "alias": f"{scheme}:LOCATION", "kind": "engine", "source": f"plugin {plugin}'s engine", "plugin": plugin,
                 "installed": None, "default": False, "description": said or f"an engine of plugin {plugin!r}",
             })
     return rows
@@ -163,7 +170,9 @@ def pull(name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias,
     """Download (and convert, for GGUF sources) a model into the cache."""
     ref = registry.resolve(_given(name), None)
     if ref.kind == "remote":
-        raise BadInputError(f"{ref.name} runs on a remote server; there is nothing to download (use it with -m {name})")
+        from ..engine.schemes import runs_on
+
+        raise BadInputError(f"{ref.name} runs on {runs_on(ref.engine)}; there is nothing to download (use it with -m {name})")
     if ref.kind == "echo":
         raise BadInputError(f"{ref.name} is aigc's model for tests, which has no weights; there is nothing to download (use it with -m {name})")
     if ref.installed and ref.kind != "hub":

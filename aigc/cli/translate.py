@@ -67,7 +67,7 @@ def translate(
         named = f"; -o {output} gets Markdown, not HTML: name it .md" if output and Path(output).suffix.lower() in HTML_SUFFIXES else ""
         ui.warn(f"{source}: HTML is translated as Markdown (its text, headings, lists, quotes, tables, links and <pre> code), without its other markup{named}")
     elif suffix in subtitles.SUFFIXES and as_subtitles and output and (written := Path(output).suffix.lower()) in subtitles.SUFFIXES and written != suffix and not {written, suffix} <= {".ass", ".ssa"}:
-        ui.warn(f"{source}: -o {output} gets {suffix} subtitles, as the file is, not {written} ones: name it {Path(output).stem}{suffix}")  # a player reads a file by its suffix
+        ui.warn(f"{source}: -o {output} gets {suffix} subtitles, as the file is, not {written} ones: name it {Path(output).with_suffix(suffix)}")  # a player reads a file by its suffix
     elif strings is None and suffix not in (None, ".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES) and not (plain or markdown or lines or as_subtitles):
         why = "not an object or list of strings" if suffix == ".json" else "neither .md nor .txt"
         ui.warn(f"{source}: read as Markdown ({suffix or 'no extension'}: {why}); give --plain to translate it as plain text, or --markdown to say it is Markdown")

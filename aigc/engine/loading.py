@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .. import config
 from ..errors import BadInputError, ModelKindError, ModelSettingError, ModelUnavailableError, OptionError, option, spelt, translated
+from . import schemes
 from .base import Engine
 from .models import ModelRef, Progress, first_line, loaded_from, missing_parts, no_progress, resolve, unreadable
 from .pulling import bars_on_a_terminal_only, check_cache_writable, converting_elsewhere, converts, first_time, hub_stage, pull
@@ -40,7 +41,7 @@ def check_text_model(ref: ModelRef | None, device: str = "auto", dtype: str = "a
         local = [option(key, value) for key, value in (("device", device), ("dtype", dtype), ("quantize", quantize)) if value not in (None, "auto", "none")]
         if local:
             them = "them" if len(local) > 1 else "it"
-            raise ModelSettingError(f"{' and '.join(local)} {'set' if len(local) > 1 else 'sets'} how a model runs here; {ref.name} runs on a remote server, which decides that: leave {them} out")
+            raise ModelSettingError(f"{' and '.join(local)} {'set' if len(local) > 1 else 'sets'} how a model runs here; {ref.name} runs on {schemes.runs_on(ref.engine)}, which decides that: leave {them} out")
         return
     if ref is not None and ref.image:
         run = spelt(f"`aigc image -m {ref.name}`", f"aigc.generate('image', prompt, model={ref.name!r})")
@@ -143,7 +144,7 @@ def load_model(
     if ref.kind == "remote":  # made by its engine scheme's factory (openai:, remote:, a plugin's)
         from .schemes import maker
 
-        more, make = maker(ref.engine)
+        more, make = maker(ref.engine, ref.keyless)
         key = (ref, *more)
     else:
         threads = config.threads()  # a bad setting is an error before the loading note

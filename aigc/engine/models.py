@@ -64,6 +64,7 @@ class ModelRef:
     location: str
     spec: ModelSpec | None = None
     engine: str | None = None  # a "remote" model's SCHEME:LOCATION, whose registered factory makes its engine
+    keyless: bool = False  # a plugin's alias naming openai:URL of a server not yours nor OpenAI's: it gets no API key
 
     @property
     def cache_path(self) -> Path | None:
@@ -176,12 +177,21 @@ def blamed_default(kind: str) -> Iterator[str]:
         raise BadInputError(f"the default {kind} model {name!r} ({source}) cannot be used; {fix}. {exc}") from None
 
 
+def _keyless(plugin: str, ref: ModelRef) -> bool:
+    """Whether plugin's alias `ref` must be made without your API key (see `remote.sent_key`)."""
+    if plugin.startswith("aigc.") or not (ref.engine or "").startswith("openai:") or schemes.registered_engines()["openai"][0] != schemes.BUILTIN:
+        return False
+    from .remote import sent_key
+
+    return not sent_key(ref.location.partition("#")[0])
+
+
 def _resolve(name: str, kind: str | None = "text") -> ModelRef:
     if not name.strip():
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
     scheme = schemes.scheme_of(name)
     engines = schemes.registered_engines() if scheme else {}
-    if scheme in engines:  # SCHEME:LOCATION, made by the factory a plugin registered (openai:URL#MODEL, remote:NAME: aigc's own)
+    if scheme in engines and not os.path.exists(Path(name).expanduser()):  # SCHEME:LOCATION, made by the factory a plugin registered (openai:URL#MODEL, remote:NAME: aigc's own); a path that exists is one, as hf:NAME's is
         location = name[len(scheme) + 1 :]
         return ModelRef(name, "remote", schemes.located(name, scheme, location, engines[scheme][0]), engine=f"{scheme}:{location}")
     models = registered_models()
@@ -189,7 +199,8 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         spec = models[name][1]
         if schemes.scheme_of(spec.source):  # checked as it was registered: a scheme registered then
             try:
-                return dataclasses.replace(_resolve(spec.source, kind), name=name, spec=spec)
+                ref = dataclasses.replace(_resolve(spec.source, kind), name=name, spec=spec)
+                return dataclasses.replace(ref, keyless=_keyless(models[name][0], ref))
             except BadInputError as exc:  # openai:'s URL, remote:'s table
                 raise UnknownModelError(f"model alias {name!r}{schemes.by_plugin(models[name][0])} names {spec.source}, which cannot be used: {exc}") from None
         if spec.source.startswith("pypi:"):

@@ -27,9 +27,15 @@ def engine_error(engine: Any, plugin: str | None, method: str, what: str) -> Eng
     return EngineError(f"engine {getattr(engine, 'name', type(engine).__name__)!r}{whose} {what}")
 
 
-def lacking(engine: Any, plugin: str | None, method: str) -> EngineError:
+class Lacking(EngineError, AttributeError):
+    """An engine's missing method, asked for: an `EngineError` saying what needs it, and an
+    `AttributeError`, so `hasattr(engine, m)` and `getattr(engine, m, default)` see it as missing."""
+
+
+def lacking(engine: Any, plugin: str | None, method: str) -> Lacking:
     """The error for an engine without `method`, which a task called."""
-    return engine_error(engine, plugin, method, f"has no {method}, which {NEEDED_FOR[method]} needs; define it, or subclass aigc.EngineBase for a default (docs/plugins.md, Backends)")
+    error = engine_error(engine, plugin, method, f"has no {method}, which {NEEDED_FOR[method]} needs; define it, or subclass aigc.EngineBase for a default (docs/plugins.md, Backends)")
+    return Lacking(*error.args)
 
 
 class EngineBase:

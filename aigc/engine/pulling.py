@@ -22,6 +22,7 @@ from typing import Iterator
 from .. import locks
 from ..errors import BadInputError, BusyError, ModelUnavailableError, option, translated
 from ..writing import umask_modes
+from . import schemes
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
@@ -264,7 +265,7 @@ def removable(ref: ModelRef) -> str:
     """What `remove(ref)` would delete (a cache directory), or a one-line error: local model
     directories and files are the user's and are never deleted."""
     if ref.kind == "remote":
-        raise BadInputError(f"{ref.name} runs on a remote server; there is nothing here to remove")
+        raise BadInputError(f"{ref.name} runs on {schemes.runs_on(ref.engine)}; there is nothing here to remove")
     if ref.kind == "echo":
         raise BadInputError(f"{ref.name} is aigc's model for tests, which has no weights; there is nothing to remove")
     if ref.kind in ("dir", "diffusers", "checkpoint"):

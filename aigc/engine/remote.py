@@ -175,6 +175,16 @@ def api_key() -> str | None:
     return os.environ.get("AIGC_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
 
+def sent_key(url: str) -> bool:
+    """Whether a plugin's model alias naming `openai:URL` gets your API key (`AIGC_OPENAI_API_KEY`,
+    else `OPENAI_API_KEY`): only for OpenAI's own API (https://api.openai.com) or a server one of your
+    `[remotes.NAME]` tables names without an `api_key_env` of its own."""
+    remotes = config.load_settings().get("remotes", {})
+    entries = remotes.values() if isinstance(remotes, dict) else ()
+    yours = [e["url"] for e in entries if isinstance(e, dict) and isinstance(e.get("url"), str) and not e.get("api_key_env") and not url_problem(e["url"])]
+    return not url_problem(url) and any(_origin(theirs) == _origin(url) for theirs in ["https://api.openai.com/v1", *yours])
+
+
 def _estimate(prompt: Prompt) -> int:
     """A token count without asking the server: 3 bytes a token, 8 more per chat message."""
     text = prompt if isinstance(prompt, str) else "".join(m.get("content") or "" for m in prompt)
@@ -307,10 +317,10 @@ class OpenAIEngine:
         self._tokenize: bool | None = None
 
     @classmethod
-    def from_location(cls, location: str) -> "OpenAIEngine":
-        """`http://host:port/v1#model` (the part of `-m openai:...` after the prefix)."""
+    def from_location(cls, location: str, keyed: bool = True) -> "OpenAIEngine":
+        """`http://host:port/v1#model` (the part of `-m openai:...` after the prefix); `keyed=False`: sends no API key."""
         url, _, model = location.partition("#")
-        return cls(url, model or None, api_key())
+        return cls(url, model or None, api_key() if keyed else None)
 
     @classmethod
     def from_remote(cls, remote: NamedRemote) -> "OpenAIEngine":

@@ -47,6 +47,19 @@ def by_plugin(plugin: str) -> str:
     return "" if plugin.startswith("aigc.") else f" (plugin {plugin!r})"
 
 
+def engine_plugin(engine: str | None) -> str | None:
+    """The outside plugin whose scheme makes the engine of `ModelRef.engine` (SCHEME:LOCATION): its
+    model runs on that plugin's engine; None for aigc's own (openai:, remote:: a remote server)."""
+    plugin = registered_engines().get((engine or "").partition(":")[0], (BUILTIN,))[0]
+    return None if plugin.startswith("aigc.") else plugin
+
+
+def runs_on(engine: str | None) -> str:
+    """Where a model of `ModelRef.engine` runs, as messages say it: `a remote server`, or `the engine of plugin 'acme'`."""
+    plugin = engine_plugin(engine)
+    return f"the engine of plugin {plugin!r}" if plugin else "a remote server"
+
+
 def listed(engines: dict[str, tuple[str, Any]]) -> str:
     """The registered schemes as an error lists them: `openai:, remote:, acme: (plugin 'acme')`."""
     return ", ".join(f"{scheme}:{by_plugin(plugin)}" for scheme, (plugin, _) in sorted(engines.items())) or "none"
@@ -67,15 +80,19 @@ def located(name: str, scheme: str, location: str, plugin: str) -> str:
     return location
 
 
-def maker(engine: str) -> tuple[tuple, Callable[[], Any]]:
+def maker(engine: str, keyless: bool = False) -> tuple[tuple, Callable[[], Any]]:
     """For `ModelRef.engine` (SCHEME:LOCATION): what more keys the engine in `load_model`'s cache,
-    and a function that makes it. A plugin factory's failure that is no `AigcError` is a
+    and a function that makes it (`keyless`, for openai:: one that sends no API key). A plugin factory's failure that is no `AigcError` is a
     `PluginError` naming the plugin; one that returns no engine is one too."""
     scheme, _, location = engine.partition(":")
     engines = registered_engines()
     if scheme not in engines:  # its plugin was unloaded since
         raise UnknownModelError(f"no plugin registers the engine scheme {scheme}: now (registered: {listed(engines)})")
     plugin, factory = engines[scheme]
+    if plugin == BUILTIN and scheme == "openai" and keyless:
+        from .remote import OpenAIEngine
+
+        return (), lambda: OpenAIEngine.from_location(location, keyed=False)
     if plugin == BUILTIN and scheme == "remote":
         from .remote import named_remote
 

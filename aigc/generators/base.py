@@ -22,13 +22,12 @@ from typing import Any, Callable, ClassVar
 
 from ..engine.base import Engine
 from ..engine.models import no_progress
-from ..engine.plugged import NEEDED_FOR, PluggedEngine
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
 from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+ProgressFn = Callable[[int, int | None, str], None]  # (done, total, what); total None where it is not known (imany)
 _quiet = contextvars.ContextVar("quiet_notes", default=False)
 
 
@@ -465,10 +464,11 @@ class Generator:
         taken. Options and sampling settings are checked when `imany` is called; each input is
         checked as it is read, so with `on_error="stop"` an invalid input's error is raised at its
         place, after the results before it (`many` checks them all before any runs); with "skip" it is
-        given in its place. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
+        given in its place. An error `inputs` raises as it is read is raised after the results of those read before it. A SystemExit or KeyboardInterrupt raised by the generator's code is raised at its place whatever `on_error` says.
         Closing the iterator (`.close()`, `contextlib.closing`, or its garbage collection: leaving a
-        `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it) or Ctrl-C
-        while it waits for a result stops the inputs in flight as `many` does. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
+        `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it; one kept in a
+        name stays open until the name goes: loop over `contextlib.closing(g.imany(...))`) or Ctrl-C
+        while it waits for a result stops the inputs in flight as `many` does, waiting `STOP_WAIT` at most. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
         items = iterated(inputs, "imany takes an iterable of inputs", "; run one input with the generator itself")
         self._check_many(sampling, concurrency, on_error, options)
         total = len(inputs) if isinstance(inputs, collections.abc.Sized) else None
@@ -501,8 +501,15 @@ class Generator:
 
         quiet, done = None, 0
         while True:
-            rows, invalid = [], None
-            for item in itertools.islice(items, size):
+            rows, invalid, source = [], None, itertools.islice(items, size)
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - the inputs' own error, raised after the results of those read before it
+                    invalid = exc
+                    break
                 number = done + len(rows)
                 if lazy and on_error == "stop":
                     try:
@@ -724,8 +731,6 @@ def get_generator(name: str, **kwargs: Any) -> Generator:
     if engine is not None and not callable(getattr(engine, "generate", None)):
         hint = f"; to pick a model by name, give model={engine!r}" if isinstance(engine, str) else ""
         raise OptionError("engine", f"must be an aigc Engine, as aigc.load_model(NAME) gives, got {type_name(engine)}{hint}")
-    if engine is not None and any(not hasattr(engine, member) for member in NEEDED_FOR):  # what it lacks is named when a task needs it
-        kwargs["engine"] = PluggedEngine(engine, None)
     if isinstance(kwargs.get("model"), os.PathLike):  # a pathlib.Path to a model, as open() takes one
         kwargs["model"] = os.fspath(kwargs["model"])
     model = kwargs.get("model")

@@ -126,6 +126,36 @@ def test_leaving_imany_stops_the_inputs_in_flight_and_leaves_no_worker_running(l
     assert result == {"text": "quick"} and Waits.stopped == ["slow"] and workers() == [] and read == ["quick", "slow"]
 
 
+class Ignores(Waits):
+    """Answers "slow" once `release` is set, never asking whether to stop (a backend that cannot be stopped)."""
+
+    name = "ignores"
+    release = threading.Event()
+
+    def forward(self, prepared, opts, sampling):
+        if prepared == "slow":
+            self.release.wait()
+        return prepared
+
+
+def test_ctrl_c_in_the_body_of_a_loop_over_imany_waits_for_an_input_that_does_not_stop_at_most_stop_wait(monkeypatch):
+    import aigc.batch
+
+    join, waits = aigc.batch._join, []
+
+    def waited(threads, seconds):
+        waits.append(seconds)
+        Ignores.release.set()  # the test's own end: the input in flight ends
+        join(threads, seconds)
+
+    monkeypatch.setattr(aigc.batch, "_join", waited)
+    Ignores.release.clear()
+    with pytest.raises(KeyboardInterrupt):
+        for result in Ignores(engine=FakeEngine()).imany(["quick", "slow"], concurrency=2):
+            raise KeyboardInterrupt
+    assert result == {"text": "quick"} and waits == [aigc.batch.STOP_WAIT] and workers() == []
+
+
 def test_ctrl_c_as_the_workers_start_leaves_none_of_those_started_waiting_for_the_others(monkeypatch):
     start, begun = threading.Thread.start, []
 

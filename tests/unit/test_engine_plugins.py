@@ -1,5 +1,6 @@
 """Engines from plugins: the `register_engines` hook, `-m SCHEME:LOCATION`, and how their failures are named."""
 
+import asyncio
 import json
 
 import pytest
@@ -10,8 +11,8 @@ from aigc.cli.app import app
 from aigc.engine.loading import unload
 from aigc.engine.models import resolve
 from aigc.engine.schemes import registered_engines
-from aigc.engine.base import Completion
-from aigc.errors import BadInputError, EngineError, PluginError, UnknownModelError
+from aigc.engine.base import Completion, stoppable_context
+from aigc.errors import BadInputError, EngineError, ModelSettingError, PluginError, UnknownModelError
 from aigc.testing import EchoEngine, FakeEngine, check_engine
 
 
@@ -51,6 +52,15 @@ def test_register_engines_gives_a_scheme_that_model_names_run_on(pm):
     assert isinstance(engine.engine, Acme) and engine.location == "big-model" and engine.plugin == "acme-plugin"
     assert load_model("acme:big-model") is engine  # made once per location
     assert get_generator("chat", model="acme:big-model")("hello there")["text"] == "hello there"
+
+
+def test_a_local_path_that_exists_wins_over_an_engine_scheme_of_its_prefix(pm, tmp_path, monkeypatch):
+    pm.register(AcmePlugin(), name="acme-plugin")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "acme:v2").mkdir()
+    (tmp_path / "acme:v2" / "config.json").write_text("{}")
+    assert (resolve("acme:v2").kind, resolve("acme:v2").location) == ("dir", "acme:v2")  # your model directory, not ACME's v2
+    assert resolve("acme:v3").engine == "acme:v3"
 
 
 def test_the_built_in_schemes_come_through_the_same_hook(pm):
@@ -128,12 +138,20 @@ def test_the_cli_runs_on_a_plugins_engine_and_lists_its_scheme(pm, monkeypatch, 
     assert (done.exit_code, done.stdout) == (0, "hello\n"), done.output
     listed = runner.invoke(app, ["models", "list", "--json"])
     row = next(row for row in json.loads(listed.stdout) if row["alias"] == "acme:LOCATION")
-    assert (row["plugin"], row["kind"], row["description"]) == ("acme-plugin", "remote", "ACME's in-house service.")
+    assert (row["plugin"], row["kind"], row["description"]) == ("acme-plugin", "engine", "ACME's in-house service.")
     shown = runner.invoke(app, ["plugins"])
     assert "  engines: acme:\n" in shown.stdout
     doctor = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
     assert doctor["checks"]["plugins"]["facts"]["engines"]["acme:"] == "acme-plugin"
     assert "their engine schemes: acme: (acme-plugin)" in doctor["checks"]["plugins"]["summary"]
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "acme:big")  # runs in this process, on no remote server
+    doctor = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)["checks"]
+    assert doctor["device"]["summary"] == "the default model acme:big runs on the engine of plugin 'acme-plugin'"
+    assert doctor["model:text"]["summary"].endswith("(set by AIGC_DEFAULT_MODEL): runs on the engine of plugin 'acme-plugin', at big (not contacted)")
+    with pytest.raises(ModelSettingError, match=r"^device=cpu sets how a model runs here; acme:big runs on the engine of plugin 'acme-plugin', which decides that"):
+        load_model("acme:big", device="cpu")
+    pulled = runner.invoke(app, ["models", "pull", "acme:big"])
+    assert pulled.exit_code == 2 and "acme:big runs on the engine of plugin 'acme-plugin'; there is nothing to download" in pulled.output
     wrong = runner.invoke(app, ["chat", "-m", "acmee:big", "hello"])
     assert wrong.exit_code == 2 and "registered: acme: (plugin 'acme-plugin'), openai:, remote:" in wrong.output
 
@@ -169,7 +187,7 @@ def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_pa
     with pytest.raises(UnknownModelError, match=r"^model alias 'bad-url' \(plugin 'acme-plugin'\) names openai:ftp://host/v1, which cannot be used: .*needs an http"):
         resolve("bad-url")
     listed = {row["alias"]: row for row in json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)}
-    assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("remote", None, "acme-plugin")
+    assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("engine", None, "acme-plugin")
 
 
 class Parrot(EngineBase):
@@ -208,14 +226,52 @@ class Bare:
         return [[Completion("ok", 3, 1, "stop")] * params.n for _ in prompts]
 
 
-def test_a_task_that_needs_what_an_engine_lacks_is_an_engine_error_naming_it():
-    with pytest.raises(EngineError, match=r"^engine 'bare' has no score_many, which scoring labels \(classify\) needs; define it, or subclass aigc.EngineBase"):
-        get_generator("classify", engine=Bare())("text", labels=["a", "b"])
+def test_a_task_that_needs_what_a_plugin_engine_lacks_is_an_engine_error_naming_it(pm):
+    pm.register(BarePlugin(), name="bareplug")
+    with pytest.raises(EngineError, match=r"^engine 'bare' \(plugin 'bareplug'\) has no score_many, which scoring labels \(classify\) needs; define it, or subclass aigc.EngineBase"):
+        get_generator("classify", model="bare:x")("text", labels=["a", "b"])
     with pytest.raises(AssertionError, match="it has no score_many") as caught:
         check_engine(Bare())
     assert "can_embed must be True or False, got None" in str(caught.value) and "stats must be" in str(caught.value)
     complete = FakeEngine()
     assert get_generator("chat", engine=complete).engine is complete  # one with every method is run as given
+
+
+class Mine:
+    """A caller's own engine, of some methods only, whose bug is a ValueError."""
+
+    name = "mine"
+    context_length = 512
+
+    def count_tokens(self, prompt):
+        return 3
+
+    def generate(self, prompts, params):
+        raise ValueError("my bug")
+
+
+def test_an_engine_the_caller_gives_is_run_as_it_is():
+    engine = Mine()
+    generator = get_generator("chat", engine=engine)
+    assert generator.engine is engine and not hasattr(generator.engine, "can_score_chat")  # headline reads it as it always did
+    with pytest.raises(ValueError, match="^my bug$"):
+        generator("hi")
+
+
+class BarePlugin:
+    @hookimpl
+    def register_engines(self, register):
+        register("bare", lambda location: Bare())
+
+
+def test_a_plugin_engine_lacking_a_method_runs_as_loaded_and_reads_as_lacking_it(pm):
+    pm.register(BarePlugin(), name="bareplug")
+    engine = load_model("bare:x")
+    generator = get_generator("chat", engine=engine)
+    assert generator.engine is engine and generator("hi")["text"] == "ok"
+    assert not hasattr(engine, "embed") and getattr(engine, "stream", None) is None
+    with pytest.raises(EngineError, match=r"^engine 'bare' \(plugin 'bareplug'\) has no embed, which embeddings"):
+        engine.embed(["a"])
 
 
 class Failing(EngineBase):
@@ -303,6 +359,10 @@ def test_the_backends_example_in_the_docs_runs_as_a_plugin(pm, monkeypatch, tmp_
         assert get_generator("chat", model="acme-7b")("say hi")["text"] == "USER: SAY HI"
         assert get_generator("chat", model="acme:acme-7b")("hi", sampling={"stop": [":"]})["text"] == "USER"
         assert check_engine(module.engine.AcmeEngine("acme-7b"))["cannot"] == ["score", "score_many", "embed"]
+        context, stop = stoppable_context()
+        stop.set()  # as Ctrl-C in a batch tells it
+        with pytest.raises(asyncio.CancelledError):
+            context.run(module.engine.AcmeEngine("acme-7b").generate, ["hi"], __import__("aigc").SamplingParams())
         monkeypatch.setenv("ACME_URL", "http://127.0.0.1:9/infer")  # nothing listens there
         with pytest.raises(ModelUnavailableError, match=r"^cannot reach ACME at http://127.0.0.1:9/infer: .*; is it running\?$"):
             module.engine.AcmeEngine("acme-7b").generate(["hi"], __import__("aigc").SamplingParams())
@@ -310,3 +370,49 @@ def test_the_backends_example_in_the_docs_runs_as_a_plugin(pm, monkeypatch, tmp_
         server.shutdown()
         for name in [name for name in sys.modules if name.startswith("aigc_acme")]:
             del sys.modules[name]
+
+
+def test_a_plugin_alias_naming_an_openai_url_gets_the_api_key_only_for_openai_or_your_remotes(pm, monkeypatch):
+    import http.server
+    import threading
+
+    from aigc import ModelSpec
+    from aigc.config import settings_file
+
+    class Service(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = json.dumps({"data": [{"id": "m"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Catalogue:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec(alias="fast-llm", source=f"openai:{url}#m"))
+            register(ModelSpec(alias="gpt-here", source="openai:https://api.openai.com/v1#gpt"))
+
+    seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-user-secret")
+    pm.register(Catalogue(), name="catalogue")
+    try:
+        assert resolve("fast-llm").keyless and not resolve("gpt-here").keyless
+        load_model("fast-llm")
+        load_model(f"openai:{url}#m")  # named by the user: their key goes there
+        assert seen == [None, "Bearer sk-user-secret"]
+        settings_file().parent.mkdir(parents=True, exist_ok=True)
+        settings_file().write_text(f'[remotes.mine]\nurl = "{url}"\n')  # a server of yours
+        unload()
+        load_model("fast-llm")
+        assert seen[-1] == "Bearer sk-user-secret"
+    finally:
+        server.shutdown()
+        server.server_close()

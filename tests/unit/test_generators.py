@@ -1096,6 +1096,19 @@ def test_imany_with_on_error_stop_raises_an_inputs_error_at_its_place_and_reads_
     assert raised.value.at == "input 1" and read == ["hi", ""]
 
 
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_imany_gives_the_results_of_the_inputs_read_before_the_inputs_iterable_raises_then_its_error(on_error):
+    def broken():
+        yield "a?"
+        yield "b?"
+        raise ValueError("the source broke")
+
+    results = aigc.get_generator("chat", model="echo").imany(broken(), concurrency=4, on_error=on_error)
+    assert [next(results)["text"], next(results)["text"]] == ["a?", "b?"]
+    with pytest.raises(ValueError, match="^the source broke$"):
+        next(results)
+
+
 def test_imany_with_on_error_skip_gives_each_failed_or_invalid_inputs_error_in_its_place():
     Counted = counted("bad")
     results = list(Counted(engine=FakeEngine()).imany(iter(["fine", "bad", "later"]), concurrency=1, on_error="skip"))

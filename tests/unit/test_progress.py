@@ -92,6 +92,15 @@ def test_stage_progress_lines_name_the_stage_and_the_time_left_in_it(log):
     ]
 
 
+def test_stage_progress_lines_of_no_known_total_say_how_many_are_done(log):
+    screen, clock = log
+    with ui.progress_bar() as progress:  # as imany tells it of an iterable without len()
+        progress(0, None, "inputs")
+        clock.now = 31
+        progress(3, None, "inputs")
+    assert screen.getvalue().splitlines() == ["inputs: 3"]
+
+
 def test_quiet_writes_no_progress_lines(log, monkeypatch):
     screen, clock = log
     monkeypatch.setattr(ui.settings, "verbosity", -1)

@@ -102,7 +102,7 @@ def test_an_output_named_as_another_subtitle_format_is_warned_of(echo, tmp_path)
     srt, ssa = tmp_path / "ep01.fr.srt", tmp_path / "ep01.fr.ssa"
     result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(srt)])
     assert result.exit_code == 0 and srt.read_text() == ASS_TRANSLATED
-    assert result.stderr.startswith(f"Warning: {doc}: -o {srt} gets .ass subtitles, as the file is, not .srt ones: name it ep01.fr.ass\n"), result.stderr
+    assert result.stderr.startswith(f"Warning: {doc}: -o {srt} gets .ass subtitles, as the file is, not .srt ones: name it {tmp_path / 'ep01.fr.ass'}\n"), result.stderr  # in the directory -o names
     result = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(ssa)])
     assert result.exit_code == 0 and "Warning" not in result.stderr  # .ssa and .ass are read alike
 
@@ -119,6 +119,11 @@ def test_an_ssa_file_with_soft_breaks_and_marked_fields_keeps_them():
     result, _ = translate(ssa)
     assert result["translation"] == ssa.replace("Hello, world.\\nHow are you?", "HELLO, WORLD.\\nHOW ARE YOU?")  # \n stays \n
     assert subtitles.to_text(ssa, suffix=".ssa") == "NTP: Hello, world. How are you?"
+
+
+def test_a_dialogue_mixing_soft_and_hard_breaks_keeps_each_as_it_was():
+    text = HEAD + "Dialogue: 0,0:00:01.00,0:00:04.00,Default,,0,0,0,,One line here,\\nsoft then\\Nhard break.\n"
+    assert translate(text)[0]["translation"] == text.replace("One line here,\\nsoft then\\Nhard break.", "ONE LINE HERE,\\nSOFT THEN\\NHARD BREAK.")
 
 
 def test_empty_lines_in_a_dialogue_stay_where_they_are():
