@@ -223,7 +223,10 @@ def _read(path: Path, source: str) -> Template:
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
     lead = text[: _LEAD.match(text).end()].count("\n")  # lines before the front matter
-    if opening := _OPEN.match(text, _LEAD.match(text).end()):
+    opening = _OPEN.match(text, _LEAD.match(text).end())
+    if opening and lead and not _is_front_matter(text[opening.end() :]):  # a Markdown rule after blank lines or a comment: text
+        opening = None
+    if opening:
         closing = _CLOSE.search(text, opening.end() - 1)
         if closing is None:
             raise BadInputError(f"{path}:{lead + 1}: front matter opened with '---' is never closed")
@@ -289,13 +292,34 @@ def _check_variable_keys(path: Path, variable: dict) -> None:
         raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; {hint}")
 
 
+def _is_front_matter(rest: str) -> bool:
+    """Whether `rest`, the text after a `---` that follows blank lines or {# comments #}, starts a
+    front matter: it closes, and holds a mapping of front-matter keys, or YAML that fails to parse with
+    a line setting one (`system:`); else the `---` is a Markdown rule in the text (as before the
+    front matter could follow anything)."""
+    import yaml
+
+    closing = _CLOSE.search("\n" + rest)
+    if closing is None:
+        return False
+    block = rest[: closing.start()]
+    try:
+        meta = yaml.safe_load(block)
+    except yaml.YAMLError:
+        return re.search(rf"^(?:{'|'.join(FRONT_MATTER)})[ \t]*:", block, re.M) is not None
+    return isinstance(meta, dict) and bool(meta) and set(map(str, meta)) <= set(FRONT_MATTER)
+
+
+_HEADER = re.compile(r"(?:[ \t]*\n|#[^\n]*\n|[ \t]*\{#.*?#\}[ \t]*\n)*\Z", re.S)  # blank lines, `# ...` lines and {# comments #}
+
+
 def _check_no_late_front_matter(path: Path, text: str) -> None:
-    """A front matter after text that is neither blank lines nor {# comments #} would be sent as
-    the prompt, its settings lost: an error, where the text before it is no template text (no
-    `{{`, `{%`), as `templates show`'s old `# ...` header lines or an editor's first line."""
+    """A front matter after `# ...` lines (`templates show`'s old header, an editor's first line)
+    would be sent as the prompt, its settings lost: an error. After other text (prose, an example
+    transcript between two rules) the dashed block is the text's own."""
     late = _LATE.search(text)
     before = text[: late.start()] if late else ""
-    if late and "{{" not in before and "{%" not in before and "---" not in before:
+    if late and re.search(r"^#", before, re.M) and _HEADER.match(before):
         line = before.count("\n") + 1
         raise BadInputError(
             f"{path}:{line}: the front matter must begin the file (blank lines and {{# comments #}} may come before it), "

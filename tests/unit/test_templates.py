@@ -756,6 +756,20 @@ def test_a_front_matter_after_other_text_is_an_error_not_sent_as_the_prompt():
     assert templates.render("rule", {"input": "x"}).messages[-1]["content"] == "Write a post.\n\n---\n\nx\n---"
 
 
+@pytest.mark.parametrize(("text", "sent"), [
+    ("Reply like the example transcript below.\n\n---\nsystem: You are a pirate\nuser: hi\nassistant: arr\n---\n\n{{ input }}",
+     "Reply like the example transcript below.\n\n---\nsystem: You are a pirate\nuser: hi\nassistant: arr\n---\n\nx"),
+    ("Notes.\n---\ndescription: a section\nmodel: the one we use\n---\n{{ input }}", "Notes.\n---\ndescription: a section\nmodel: the one we use\n---\nx"),
+    ("\n---\nHorizontal rule then prose.\n\n{{ input }}", "---\nHorizontal rule then prose.\n\nx"),
+    ("{# note #}\n---\nText\n---\n{{ input }}", "---\nText\n---\nx"),
+    ("# Notes\nSee below.\n---\nmodel: the one we use\n---\n{{ input }}", "# Notes\nSee below.\n---\nmodel: the one we use\n---\nx"),
+    ("{# note #}\n---\nsystem: You are a pirate\nuser: hi\n---\n{{ input }}", "---\nsystem: You are a pirate\nuser: hi\n---\nx"),
+])
+def test_text_with_dashed_lines_that_is_no_front_matter_is_sent_as_written(text, sent):
+    write(templates.user_dir(), "prose", text)
+    assert templates.render("prose", {"input": "x"}).messages[-1]["content"] == sent
+
+
 def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_was_given():
     write(templates.user_dir(), "cond", "---\nvariables:\n  - {name: input, required: true}\n  - {name: show, default: false}\n---\n{% if show %}{{ input }}{% endif %}\n")
     with pytest.raises(BadInputError, match=r"template 'cond' renders an empty message with input='secret', so there is nothing to send; .*cond.j2:6\)"):
