@@ -87,7 +87,7 @@ def _other_template(name: str) -> tuple[str, str, Callable[[], bool]]:
     from .templates import UnknownTemplateError, get_template, is_path
 
     base = name[: -len(".j2")] if name.endswith(".j2") else name
-    if "/" in base or "\\" in base or base in ("", ".", ".."):
+    if is_path(base) or "\\" in base or base in ("", ".", ".."):  # `x.j2.j2` too: no file of the working directory
         raise BadInputError(f"{{% include %}}, {{% import %}} and {{% extends %}} name another template, not a file: {name!r} is a path; put that file in your template directory and name it")
     try:
         template = get_template(base)

@@ -84,14 +84,14 @@ class Template:
         """The variables its text and system prompt read, and the templates they include (each once:
         a loop of includes, or a part read while its includer is, is followed no further)."""
         from .errors import AigcError
-        from .templates import get_template
+        from .templates import get_template, is_path
 
         texts = [self.body, self.system if isinstance(self.system, str) else ""]
         used = set().union(*map(variables_read, texts))
         seen = _following.get() | {self.name}
         for name in sorted(set().union(*map(templates_named, texts))):
             name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-            if name in seen:
+            if name in seen or is_path(name):  # a path: rendering refuses it
                 continue
             token = _following.set(seen | {name})
             try:

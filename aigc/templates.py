@@ -292,7 +292,7 @@ def _add_parts(template: Template, parts: dict[str, str]) -> None:
     texts = (template.body, template.system if isinstance(template.system, str) else "")
     for name in sorted(templates_named(texts[0]) | templates_named(texts[1])):
         name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-        if name not in parts and name != template.name:
+        if name not in parts and name != template.name and not is_path(name):  # a path: rendering refuses it
             try:
                 part = _find(name)
             except AigcError:  # rendering says so

@@ -122,6 +122,18 @@ def test_extends_takes_a_base_template_and_a_path_or_unknown_name_is_refused(tmp
             templates.render("bad", {"input": "x"})
 
 
+def test_an_include_of_a_name_with_two_j2_suffixes_reads_no_file_of_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.j2").write_text("CWD FILE {{ secret }}")
+    write(templates.user_dir(), "doubled", '{% include "x.j2.j2" %}{{ input }}')
+    with pytest.raises(BadInputError, match=re.escape("'x.j2.j2' is a path")):
+        templates.render("doubled", {"input": "i"})
+    assert templates.get_template("doubled").names_used == {"input"}
+    before = templates.digest("doubled")
+    (tmp_path / "x.j2").write_text("CHANGED")
+    assert templates.digest("doubled") == before
+
+
 def test_missing_required_variable_names_it_says_how_to_give_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
     with pytest.raises(BadInputError, match=r"^template 'two' needs a: give it with variables=\{'a': \.\.\.\} \(its variables: a, b\)$"):
