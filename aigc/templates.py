@@ -271,6 +271,14 @@ def get_template(name: str) -> Template:
     return template
 
 
+def path_of(name: str) -> Path | None:
+    """The file template `name` is read from now (your directory's over AIGC_TEMPLATES_PATH's), or None."""
+    try:
+        return _find(name).path
+    except AigcError:
+        return None
+
+
 def digest(name: str) -> str:
     """A short digest of template `name` as it is now (its text, system prompt, defaults and
     variables): what tells a record made with one revision of it from one made with another."""

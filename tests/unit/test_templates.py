@@ -111,6 +111,18 @@ def test_a_template_includes_or_imports_another_template_by_name_without_its_fro
     assert templates.render("including", {"input": "x"}).messages[-1]["content"] == ("Be kind. x" if not then else "* xx")
 
 
+def test_an_included_part_is_read_from_the_file_its_name_finds_now_as_the_digest_is(tmp_path, monkeypatch):
+    write(tmp_path / "team", "_p", "TEAM PART {{ input }}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "team"))
+    write(templates.user_dir(), "whole", '{% include "_p" %}')
+    assert templates.render("whole", {"input": "x"}).messages[-1]["content"] == "TEAM PART x"
+    before = templates.digest("whole")
+    mine = write(templates.user_dir(), "_p", "MY PART {{ input }}")  # yours, added in a running process, wins
+    assert templates.render("whole", {"input": "x"}).messages[-1]["content"] == "MY PART x" and templates.digest("whole") != before
+    mine.unlink()
+    assert templates.render("whole", {"input": "x"}).messages[-1]["content"] == "TEAM PART x" and templates.digest("whole") == before
+
+
 def test_extends_takes_a_base_template_and_a_path_or_unknown_name_is_refused(tmp_path):
     write(templates.user_dir(), "base", "Intro. {% block main %}{% endblock %} Outro.")
     write(templates.user_dir(), "child", '{% extends "base" %}{% block main %}About {{ input }}.{% endblock %}')
