@@ -84,18 +84,18 @@ class Template:
         """The variables its text and system prompt read, and the templates they include (each once:
         a loop of includes, or a part read while its includer is, is followed no further)."""
         from .errors import AigcError
-        from .templates import get_template, is_path
+        from .templates import included
 
         texts = [self.body, self.system if isinstance(self.system, str) else ""]
         used = set().union(*map(variables_read, texts))
         seen = _following.get() | {self.name}
         for name in sorted(set().union(*map(templates_named, texts))):
-            name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-            if name in seen or is_path(name):  # a path: rendering refuses it
+            key = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+            if key in seen:
                 continue
-            token = _following.set(seen | {name})
+            token = _following.set(seen | {key})
             try:
-                used |= get_template(name).names_used
+                used |= included(name).names_used
             except AigcError:  # one that cannot be had: rendering says so
                 continue
             finally:

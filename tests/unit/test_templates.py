@@ -146,6 +146,24 @@ def test_an_include_of_a_name_with_two_j2_suffixes_reads_no_file_of_the_working_
     assert templates.digest("doubled") == before
 
 
+def test_a_loop_of_includes_is_an_error_naming_it_and_an_override_builds_on_the_builtin_by_builtin_name():
+    write(templates.user_dir(), "selfinc", '{% include "selfinc" %}{{ input }}')
+    with pytest.raises(BadInputError, match=re.escape("template 'selfinc' includes itself (selfinc -> selfinc), which never ends; take one include")):
+        templates.render("selfinc", {"input": "x"})
+    write(templates.user_dir(), "a", '{% include "b" %}{{ input }}')
+    write(templates.user_dir(), "b", '{% include "a.j2" %}')
+    with pytest.raises(BadInputError, match=re.escape("template 'a' includes itself (a -> b -> a)")):
+        templates.render("a", {"input": "x"})
+    builtin = templates.render("summarize", {"text": "some text"}).messages
+    front_matter = (templates.builtin_dir() / "summarize.j2").read_text().partition("\n---\n")[0] + "\n---\n"
+    write(templates.user_dir(), "summarize", front_matter + '{% extends "summarize" %}')
+    with pytest.raises(BadInputError, match=re.escape("""(summarize -> summarize), which never ends; to build on aigc's own 'summarize', name it builtin:summarize: {% extends "builtin:summarize" %}""")):
+        templates.render("summarize", {"text": "some text"})
+    write(templates.user_dir(), "summarize", front_matter + '{% extends "builtin:summarize" %}')
+    assert templates.get_template("summarize").source == "user" and "text" in templates.get_template("summarize").names_used
+    assert templates.render("summarize", {"text": "some text"}).messages == builtin
+
+
 def test_missing_required_variable_names_it_says_how_to_give_it_and_lists_variables():
     write(templates.user_dir(), "two", "---\nvariables:\n  - {name: a, required: true}\n  - {name: b, default: x}\n---\n{{ a }}{{ b }}")
     with pytest.raises(BadInputError, match=r"^template 'two' needs a: give it with variables=\{'a': \.\.\.\} \(its variables: a, b\)$"):
