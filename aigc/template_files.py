@@ -54,6 +54,7 @@ class Template:
     body_line: int = 1  # line of the file where the body starts, for error messages
     system_line: int = 1  # line of the file where the system prompt starts, for error messages
     unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
+    unknown_variable_keys: tuple[str, ...] = ()  # what is said of each key of a `variables:` entry aigc does not read, warned of as unknown_keys
     fabric_calls: tuple[str, ...] = ()  # a pattern's `{{plugin:...}}`, `{{ext:...}}`: sent as written, warned of when it is used
     once: bool = False  # its message is the whole pattern, input in place: a conversation's first; later turns are the text alone
 
@@ -188,6 +189,8 @@ def warn_unused(template: Template) -> None:
     sets) and each of fabric's template plugin calls in a pattern, which is sent as written."""
     for key in template.unknown_keys:
         warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
+    for said in template.unknown_variable_keys:
+        warnings.warn(f"{template.path}: {said}", AigcWarning)
     if template.fabric_calls:
         warnings.warn(
             f"{template.path}: {', '.join(template.fabric_calls)} is sent to the model as written: aigc does not run fabric's "
@@ -249,8 +252,7 @@ def _read(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
-    for variable in variables:
-        _check_variable_keys(path, variable)
+    unknown_variable_keys = tuple(said for variable in variables for said in _unknown_variable_keys(path, variable))
     variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
     description = meta.get("description")
@@ -273,6 +275,7 @@ def _read(path: Path, source: str) -> Template:
         body_line=body_line,
         system_line=system_line,
         unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
+        unknown_variable_keys=unknown_variable_keys,
     )
     _check_syntax(template)
     _check_declared(template)
@@ -283,13 +286,18 @@ def _read(path: Path, source: str) -> Template:
 VARIABLE_KEYS = ("name", "description", "default", "required")
 
 
-def _check_variable_keys(path: Path, variable: dict) -> None:
-    """A key of a `variables:` entry aigc does not read is an error: a misspelt `default:` would
-    make the variable required, a misspelt `required:` drop what it says."""
+def _unknown_variable_keys(path: Path, variable: dict) -> list[str]:
+    """What to warn of each key of a `variables:` entry aigc does not read (`type:`, `example:`, a
+    key another tool reads); one close to `default` or `required` is an error: a misspelt `default:`
+    would make the variable required, a misspelt `required:` drop what it says."""
+    said = []
     for key in sorted(set(map(str, variable)) - set(VARIABLE_KEYS)):
-        close = difflib.get_close_matches(key.lower(), VARIABLE_KEYS, n=1)
-        hint = "its type is its default:'s (a number, true or false, a list)" if key == "type" else f"did you mean {close[0]}?" if close else f"known: {', '.join(VARIABLE_KEYS)}"
-        raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; {hint}")
+        close = difflib.get_close_matches(key.lower(), ("default", "required"), n=1)
+        if close:
+            raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; did you mean {close[0]}?")
+        hint = "its type is its default:'s (a number, true or false, a list)" if key == "type" else f"known: {', '.join(VARIABLE_KEYS)}"
+        said.append(f"variable {variable['name']!r} has an unknown key {key!r}, which is ignored; {hint}")
+    return said
 
 
 def _is_front_matter(rest: str) -> bool:

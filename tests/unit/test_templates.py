@@ -823,12 +823,23 @@ def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_
     ("{name: tone, defualt: calm}", "variable 'tone' has an unknown key 'defualt'; did you mean default?"),
     ("{name: tone, requird: false}", "variable 'tone' has an unknown key 'requird'; did you mean required?"),
     ("{name: tone, Default: calm}", "variable 'tone' has an unknown key 'Default'; did you mean default?"),
-    ("{name: n, type: int, default: 3}", "variable 'n' has an unknown key 'type'; its type is its default:'s"),
+    ("{name: tone, defaults: calm}", "variable 'tone' has an unknown key 'defaults'; did you mean default?"),
 ])
-def test_an_unknown_key_in_a_variables_entry_is_an_error_with_the_key_meant(entry, said):
+def test_a_misspelt_default_or_required_in_a_variables_entry_is_an_error_with_the_key_meant(entry, said):
     write(templates.user_dir(), "typo", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}}\n")
     with pytest.raises(BadInputError, match=re.escape(said)):
         templates.get_template("typo")
+
+
+@pytest.mark.parametrize(("entry", "said"), [
+    ("{name: n, type: int, default: 3}", "variable 'n' has an unknown key 'type', which is ignored; its type is its default:'s"),
+    ("{name: n, example: 4, default: 3}", "variable 'n' has an unknown key 'example', which is ignored; known: name, description"),
+])
+def test_another_unknown_key_in_a_variables_entry_is_a_warning_and_the_template_works(entry, said):
+    write(templates.user_dir(), "typed", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}} {{{{ n }}}}\n")
+    with pytest.warns(AigcWarning, match=re.escape(said)):
+        template = templates.get_template("typed")
+    assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x 3"
 
 
 def test_render_template_gives_what_a_run_would_send_without_a_model_and_generate_names_a_template_way():
