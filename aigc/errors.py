@@ -217,14 +217,14 @@ class MissingExtraError(AigcError):
 def install_advice(extra: str = "") -> str:
     """How to add aigc's optional `extra` (none: install its missing dependencies) as aigc was installed:
     in a source checkout as the README does, with torch kept pinned; an installed copy (a wheel) with
-    pip, pinned to the aigc it has, so pip adds the dependencies only: a bare `aigc[...]` would fetch
-    the unrelated PyPI project of that name, whose version is higher."""
+    pip, pinned to the aigc it has, so pip adds the dependencies only (a bare `aigc[...]` would fetch
+    the unrelated PyPI project of that name, whose version is higher), and to the torch it has."""
     from . import __version__
-    from .install import checkout, pip_command
+    from .install import checkout, pip_command, torch_pin
 
     extras = f"[{extra}]" if extra else ""
     if checkout() is None:
-        return f"run {pip_command('install', f'aigc{extras}=={__version__}')}"
+        return f"run {pip_command('install', f'aigc{extras}=={__version__}', torch_pin())}"
     setup = f'AIGC_EXTRAS="{extras}" bash scripts/setup.sh' if extra else "bash scripts/setup.sh"
     return f'in the aigc checkout run {setup} (or .venv/bin/python -m pip install -c constraints.txt -e ".{extras}")'
 

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+TESTED_TORCH = "2.13.0"  # the torch constraints.txt pins, which the install commands keep
 _NAMED_AIGC = re.compile(r'^name\s*=\s*"aigc"\s*$', re.MULTILINE)
 
 
@@ -25,3 +26,14 @@ def checkout() -> Path | None:
 def pip_command(*arguments: str) -> str:
     """`PYTHON -m pip ARGUMENTS` for the Python running aigc, quoted for a shell."""
     return " ".join([shlex.quote(sys.executable), "-m", "pip", *(shlex.quote(a) for a in arguments)])
+
+
+def torch_pin() -> str:
+    """`torch==VERSION` for a pip command: the torch installed, else the one tested, so that pip, with
+    the metadata's unbounded `torch>=`, does not fetch the newest (a multi-GB CUDA build, untested)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"torch=={version('torch')}"
+    except PackageNotFoundError:
+        return f"torch=={TESTED_TORCH}"

@@ -81,20 +81,14 @@ def _environment() -> Any:
 
 
 def _other_template(name: str) -> tuple[str, str, Callable[[], bool]]:
-    """The loader of `{% include %}`, `{% import %}` and `{% extends %}`: another template by its
-    name (`_macros` or `_macros.j2`), looked up as `aigc run` looks it up, its text without its front
-    matter, rendered in the same sandbox; never a file by path. Read again when its file changes."""
-    from .templates import UnknownTemplateError, get_template, is_path
+    """The loader of `{% include %}`, `{% import %}` and `{% extends %}`: the template `templates.included`
+    finds, its text without its front matter, rendered in the same sandbox. Read again when its file
+    changes, or the name comes to find another file (an override added or removed)."""
+    from .templates import included, path_of
 
-    base = name[: -len(".j2")] if name.endswith(".j2") else name
-    if "/" in base or "\\" in base or base in ("", ".", ".."):
-        raise BadInputError(f"{{% include %}}, {{% import %}} and {{% extends %}} name another template, not a file: {name!r} is a path; put that file in your template directory and name it")
-    try:
-        template = get_template(base)
-    except UnknownTemplateError as exc:
-        raise BadInputError(f"{{% include %}}, {{% import %}} or {{% extends %}} of {name!r}: {exc}") from None
+    template = included(name)
     stamp = _stamp(template.path)
-    return template.body, str(template.path), lambda: _stamp(template.path) == stamp
+    return template.body, str(template.path), lambda: _stamp(template.path) == stamp and path_of(name) == template.path
 
 
 def _stamp(path) -> tuple[int, int] | None:

@@ -54,6 +54,7 @@ class Template:
     body_line: int = 1  # line of the file where the body starts, for error messages
     system_line: int = 1  # line of the file where the system prompt starts, for error messages
     unknown_keys: tuple[str, ...] = ()  # front-matter keys aigc does not read (a typo), warned of when the template is used
+    unknown_variable_keys: tuple[str, ...] = ()  # what is said of each key of a `variables:` entry aigc does not read, warned of as unknown_keys
     fabric_calls: tuple[str, ...] = ()  # a pattern's `{{plugin:...}}`, `{{ext:...}}`: sent as written, warned of when it is used
     once: bool = False  # its message is the whole pattern, input in place: a conversation's first; later turns are the text alone
 
@@ -84,18 +85,18 @@ class Template:
         """The variables its text and system prompt read, and the templates they include (each once:
         a loop of includes, or a part read while its includer is, is followed no further)."""
         from .errors import AigcError
-        from .templates import get_template
+        from .templates import included
 
         texts = [self.body, self.system if isinstance(self.system, str) else ""]
         used = set().union(*map(variables_read, texts))
         seen = _following.get() | {self.name}
         for name in sorted(set().union(*map(templates_named, texts))):
-            name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-            if name in seen:
+            key = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+            if key in seen:
                 continue
-            token = _following.set(seen | {name})
+            token = _following.set(seen | {key})
             try:
-                used |= get_template(name).names_used
+                used |= included(name).names_used
             except AigcError:  # one that cannot be had: rendering says so
                 continue
             finally:
@@ -188,6 +189,8 @@ def warn_unused(template: Template) -> None:
     sets) and each of fabric's template plugin calls in a pattern, which is sent as written."""
     for key in template.unknown_keys:
         warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
+    for said in template.unknown_variable_keys:
+        warnings.warn(f"{template.path}: {said}", AigcWarning)
     if template.fabric_calls:
         warnings.warn(
             f"{template.path}: {', '.join(template.fabric_calls)} is sent to the model as written: aigc does not run fabric's "
@@ -223,7 +226,10 @@ def _read(path: Path, source: str) -> Template:
     meta: dict[str, Any] = {}
     body, body_line, system_line = text, 1, 1
     lead = text[: _LEAD.match(text).end()].count("\n")  # lines before the front matter
-    if opening := _OPEN.match(text, _LEAD.match(text).end()):
+    opening = _OPEN.match(text, _LEAD.match(text).end())
+    if opening and lead and not _is_front_matter(text[opening.end() :]):  # a Markdown rule after blank lines or a comment: text
+        opening = None
+    if opening:
         closing = _CLOSE.search(text, opening.end() - 1)
         if closing is None:
             raise BadInputError(f"{path}:{lead + 1}: front matter opened with '---' is never closed")
@@ -246,8 +252,7 @@ def _read(path: Path, source: str) -> Template:
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
-    for variable in variables:
-        _check_variable_keys(path, variable)
+    unknown_variable_keys = tuple(said for variable in variables for said in _unknown_variable_keys(path, variable))
     variables = [{**v, "default": ""} if "default" in v and v["default"] is None else v for v in variables]  # `default:` left empty: no text, not "None"
     defaults = _read_defaults(path, meta.get("defaults") or {})
     description = meta.get("description")
@@ -270,6 +275,7 @@ def _read(path: Path, source: str) -> Template:
         body_line=body_line,
         system_line=system_line,
         unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
+        unknown_variable_keys=unknown_variable_keys,
     )
     _check_syntax(template)
     _check_declared(template)
@@ -280,22 +286,48 @@ def _read(path: Path, source: str) -> Template:
 VARIABLE_KEYS = ("name", "description", "default", "required")
 
 
-def _check_variable_keys(path: Path, variable: dict) -> None:
-    """A key of a `variables:` entry aigc does not read is an error: a misspelt `default:` would
-    make the variable required, a misspelt `required:` drop what it says."""
+def _unknown_variable_keys(path: Path, variable: dict) -> list[str]:
+    """What to warn of each key of a `variables:` entry aigc does not read (`type:`, `example:`, a
+    key another tool reads); one close to `default` or `required` is an error: a misspelt `default:`
+    would make the variable required, a misspelt `required:` drop what it says."""
+    said = []
     for key in sorted(set(map(str, variable)) - set(VARIABLE_KEYS)):
-        close = difflib.get_close_matches(key.lower(), VARIABLE_KEYS, n=1)
-        hint = "its type is its default:'s (a number, true or false, a list)" if key == "type" else f"did you mean {close[0]}?" if close else f"known: {', '.join(VARIABLE_KEYS)}"
-        raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; {hint}")
+        close = difflib.get_close_matches(key.lower(), ("default", "required"), n=1)
+        if close:
+            raise BadInputError(f"{path}: variable {variable['name']!r} has an unknown key {key!r}; did you mean {close[0]}?")
+        hint = "its type is its default:'s (a number, true or false, a list)" if key == "type" else f"known: {', '.join(VARIABLE_KEYS)}"
+        said.append(f"variable {variable['name']!r} has an unknown key {key!r}, which is ignored; {hint}")
+    return said
+
+
+def _is_front_matter(rest: str) -> bool:
+    """Whether `rest`, the text after a `---` that follows blank lines or {# comments #}, starts a
+    front matter: it closes, and holds a mapping of front-matter keys, or YAML that fails to parse with
+    a line setting one (`system:`); else the `---` is a Markdown rule in the text (as before the
+    front matter could follow anything)."""
+    import yaml
+
+    closing = _CLOSE.search("\n" + rest)
+    if closing is None:
+        return False
+    block = rest[: closing.start()]
+    try:
+        meta = yaml.safe_load(block)
+    except yaml.YAMLError:
+        return re.search(rf"^(?:{'|'.join(FRONT_MATTER)})[ \t]*:", block, re.M) is not None
+    return isinstance(meta, dict) and bool(meta) and set(map(str, meta)) <= set(FRONT_MATTER)
+
+
+_HEADER = re.compile(r"(?:[ \t]*\n|#[^\n]*\n|[ \t]*\{#.*?#\}[ \t]*\n)*\Z", re.S)  # blank lines, `# ...` lines and {# comments #}
 
 
 def _check_no_late_front_matter(path: Path, text: str) -> None:
-    """A front matter after text that is neither blank lines nor {# comments #} would be sent as
-    the prompt, its settings lost: an error, where the text before it is no template text (no
-    `{{`, `{%`), as `templates show`'s old `# ...` header lines or an editor's first line."""
+    """A front matter after `# ...` lines (`templates show`'s old header, an editor's first line)
+    would be sent as the prompt, its settings lost: an error. After other text (prose, an example
+    transcript between two rules) the dashed block is the text's own."""
     late = _LATE.search(text)
     before = text[: late.start()] if late else ""
-    if late and "{{" not in before and "{%" not in before and "---" not in before:
+    if late and re.search(r"^#", before, re.M) and _HEADER.match(before):
         line = before.count("\n") + 1
         raise BadInputError(
             f"{path}:{line}: the front matter must begin the file (blank lines and {{# comments #}} may come before it), "

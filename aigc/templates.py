@@ -271,6 +271,56 @@ def get_template(name: str) -> Template:
     return template
 
 
+BUILTIN = "builtin:"  # `{% extends "builtin:summarize" %}`: aigc's own template, which an override of that name builds on
+
+
+def included(name: str) -> Template:
+    """The template `{% include %}`, `{% import %}` or `{% extends %}` names: another template by its
+    name (`_macros` or `_macros.j2`) as `aigc run` looks it up, or aigc's own as `builtin:NAME`;
+    never a file by path."""
+    base = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    own = base.startswith(BUILTIN)
+    base = base[len(BUILTIN) :] if own else base
+    if is_path(base) or "\\" in base or base in ("", ".", ".."):  # `x.j2.j2` too: no file of the working directory
+        raise BadInputError(f"{{% include %}}, {{% import %}} and {{% extends %}} name another template, not a file: {name!r} is a path; put that file in your template directory and name it")
+    if own:
+        path = builtin_dir() / f"{base}{SUFFIX}"
+        if not path.is_file():
+            raise BadInputError(f"{{% include %}}, {{% import %}} or {{% extends %}} of {name!r}: aigc has no built-in template {base!r}; see {TEMPLATES_LISTED}")
+        return parse_cached(path, "builtin")
+    try:
+        return get_template(base)
+    except UnknownTemplateError as exc:
+        raise BadInputError(f"{{% include %}}, {{% import %}} or {{% extends %}} of {name!r}: {exc}") from None
+
+
+def path_of(name: str) -> Path | None:
+    """The file an include of `name` reads now (your directory's over AIGC_TEMPLATES_PATH's), or None."""
+    try:
+        return included(name).path
+    except AigcError:
+        return None
+
+
+def include_cycle(template: Template, path: tuple[str, ...] = ()) -> list[str] | None:
+    """The names of a loop of includes, imports or extends from `template` back to one on the way (`a -> b -> a`), or None."""
+    from .template_environment import templates_named
+
+    path = path or (template.name,)
+    texts = (template.body, template.system if isinstance(template.system, str) else "")
+    for name in sorted(templates_named(texts[0]) | templates_named(texts[1])):
+        key = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+        if key in path:
+            return [*path, key]
+        try:
+            cycle = include_cycle(included(name), (*path, key))
+        except AigcError:
+            continue
+        if cycle is not None:
+            return cycle
+    return None
+
+
 def digest(name: str) -> str:
     """A short digest of template `name` as it is now (its text, system prompt, defaults and
     variables): what tells a record made with one revision of it from one made with another."""
@@ -291,13 +341,13 @@ def _add_parts(template: Template, parts: dict[str, str]) -> None:
 
     texts = (template.body, template.system if isinstance(template.system, str) else "")
     for name in sorted(templates_named(texts[0]) | templates_named(texts[1])):
-        name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-        if name not in parts and name != template.name:
+        key = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+        if key not in parts and key != template.name:
             try:
-                part = _find(name)
+                part = included(name)
             except AigcError:  # rendering says so
                 continue
-            parts[name] = part.body
+            parts[key] = part.body
             _add_parts(part, parts)
 
 
@@ -494,6 +544,13 @@ def _render_text(template: Template, text: str, values: dict[str, Any], first_li
         raise BadInputError(f"{template.label} tried something unsafe and was stopped: {exc}") from exc
     except AigcError:  # a plugin filter's failure, named as the plugin's
         raise
+    except RecursionError as exc:
+        cycle = include_cycle(template)
+        if cycle is None:
+            raise BadInputError(f"{template.label} failed while rendering: {type(exc).__name__}: {exc}") from None
+        own = len(cycle) == 2 and (builtin_dir() / f"{cycle[0]}{SUFFIX}").is_file()  # an override of a built-in naming itself
+        way = f'to build on aigc\'s own {cycle[0]!r}, name it {BUILTIN}{cycle[0]}: {{% extends "{BUILTIN}{cycle[0]}" %}}' if own else "take one include, import or extends out of the loop"
+        raise BadInputError(f"{template.label} includes itself ({' -> '.join(cycle)}), which never ends; {way} ({template.path})") from None
     except Exception as exc:  # the template's own expression failed: {{ 1 / 0 }}, range(10**9)
         raise BadInputError(f"{template.label} failed while rendering: {type(exc).__name__}: {exc}") from exc
 

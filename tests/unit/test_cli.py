@@ -1864,7 +1864,7 @@ def test_templates_edit_of_a_template_in_aigc_templates_path_edits_your_copy(tmp
     assert "Tagline for" in team.read_text() and "Tagline about" in own.read_text() and templates.get_template("tagline").path == own
 
 
-def test_templates_edit_keeps_a_front_matter_after_a_blank_line_and_refuses_one_after_text(monkeypatch):
+def test_templates_edit_keeps_a_front_matter_after_a_blank_line_and_refuses_one_after_a_header_line(monkeypatch):
     from aigc import templates
 
     monkeypatch.delenv("VISUAL", raising=False)
@@ -1872,10 +1872,10 @@ def test_templates_edit_keeps_a_front_matter_after_a_blank_line_and_refuses_one_
     assert invoke("templates", "edit", "summarize").exit_code == 0
     own = templates.user_dir() / "summarize.j2"
     assert own.read_text().startswith("\n---") and templates.get_template("summarize").system == templates.scan("summarize", passing=own)[0]["summarize"].system
-    monkeypatch.setenv("EDITOR", "sed -i 1iNotes")  # text before it: not saved, and said why
+    monkeypatch.setenv("EDITOR", "sed -i '1i# Notes'")  # a `# ...` line before it (an old copy's header): not saved, and said why
     code, lines = bad("templates", "edit", "summarize")
     assert code == 2 and "summarize.j2:3: the front matter must begin the file" in lines[0] and "not saved" in lines[0]
-    assert not own.read_text().startswith("Notes")
+    assert not own.read_text().startswith("# Notes")
 
 
 def test_templates_edit_without_an_editor_set_and_no_terminal_starts_none(monkeypatch):

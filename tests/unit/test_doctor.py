@@ -183,7 +183,8 @@ def test_advice_on_extras_fits_how_aigc_is_installed_a_checkout_or_a_wheel(tmp_p
     code = "from aigc.errors import install_advice as a; print(a('image')); print(a())"
     said = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True).stdout
     python = shlex.quote(sys.executable)
-    assert said.splitlines() == [f"run {python} -m pip install 'aigc[image]=={__version__}'", f"run {python} -m pip install aigc=={__version__}"]  # no checkout, scripts or -e there
+    torch = f"torch=={version('torch')}"  # kept: pip would fetch the newest for the metadata's torch>=
+    assert said.splitlines() == [f"run {python} -m pip install 'aigc[image]=={__version__}' {torch}", f"run {python} -m pip install aigc=={__version__} {torch}"]  # no checkout, scripts or -e there
 
 
 def test_a_missing_required_package_is_a_problem(monkeypatch):

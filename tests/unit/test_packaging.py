@@ -7,6 +7,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from aigc.config import parse_toml
+from aigc.install import TESTED_TORCH
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = parse_toml((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -25,4 +26,11 @@ def test_torch_has_no_upper_bound_in_the_metadata_as_every_install_command_pins_
     sources = [*(ROOT / "scripts").glob("*.sh"), ROOT / ".ci" / "run", ROOT / "README.md", ROOT / "examples" / "library.py"]
     installs = [line for path in sources for line in path.read_text(encoding="utf-8").splitlines() if re.search(r"pip install (?!-q --upgrade pip|into)", line)]
     assert len(installs) >= 5 and all("-c constraints.txt" in line or "--no-deps" in line for line in installs), installs  # else pip may pick a newer (multi-GB CUDA) torch
-    assert (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()[-1] == "torch==2.13.0"
+    assert (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()[-1] == f"torch=={TESTED_TORCH}"
+
+
+def test_the_install_commands_aigc_advises_and_the_docs_show_pin_torch_too():
+    code = [line for path in (ROOT / "aigc").rglob("*.py") for line in path.read_text(encoding="utf-8").splitlines() if re.search(r"pip install |pip_command\('install'", line)]
+    fenced = [line for path in (ROOT / "docs").glob("*.md") for block in path.read_text(encoding="utf-8").split("```")[1::2] for line in block.splitlines()]
+    installs = code + [line for line in fenced if re.search(r"pip install (?!into)", line)]
+    assert len(code) >= 3 and all(re.search(r"-c constraints.txt|--no-deps|torch_pin\(\)", line) for line in installs), installs

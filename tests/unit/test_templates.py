@@ -111,6 +111,18 @@ def test_a_template_includes_or_imports_another_template_by_name_without_its_fro
     assert templates.render("including", {"input": "x"}).messages[-1]["content"] == ("Be kind. x" if not then else "* xx")
 
 
+def test_an_included_part_is_read_from_the_file_its_name_finds_now_as_the_digest_is(tmp_path, monkeypatch):
+    write(tmp_path / "team", "_p", "TEAM PART {{ input }}")
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "team"))
+    write(templates.user_dir(), "whole", '{% include "_p" %}')
+    assert templates.render("whole", {"input": "x"}).messages[-1]["content"] == "TEAM PART x"
+    before = templates.digest("whole")
+    mine = write(templates.user_dir(), "_p", "MY PART {{ input }}")  # yours, added in a running process, wins
+    assert templates.render("whole", {"input": "x"}).messages[-1]["content"] == "MY PART x" and templates.digest("whole") != before
+    mine.unlink()
+    assert templates.render("whole", {"input": "x"}).messages[-1]["content"] == "TEAM PART x" and templates.digest("whole") == before
+
+
 def test_extends_takes_a_base_template_and_a_path_or_unknown_name_is_refused(tmp_path):
     write(templates.user_dir(), "base", "Intro. {% block main %}{% endblock %} Outro.")
     write(templates.user_dir(), "child", '{% extends "base" %}{% block main %}About {{ input }}.{% endblock %}')
@@ -120,6 +132,36 @@ def test_extends_takes_a_base_template_and_a_path_or_unknown_name_is_refused(tmp
         write(templates.user_dir(), "bad", tag + "{{ input }}")
         with pytest.raises(BadInputError, match=re.escape(said)):
             templates.render("bad", {"input": "x"})
+
+
+def test_an_include_of_a_name_with_two_j2_suffixes_reads_no_file_of_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.j2").write_text("CWD FILE {{ secret }}")
+    write(templates.user_dir(), "doubled", '{% include "x.j2.j2" %}{{ input }}')
+    with pytest.raises(BadInputError, match=re.escape("'x.j2.j2' is a path")):
+        templates.render("doubled", {"input": "i"})
+    assert templates.get_template("doubled").names_used == {"input"}
+    before = templates.digest("doubled")
+    (tmp_path / "x.j2").write_text("CHANGED")
+    assert templates.digest("doubled") == before
+
+
+def test_a_loop_of_includes_is_an_error_naming_it_and_an_override_builds_on_the_builtin_by_builtin_name():
+    write(templates.user_dir(), "selfinc", '{% include "selfinc" %}{{ input }}')
+    with pytest.raises(BadInputError, match=re.escape("template 'selfinc' includes itself (selfinc -> selfinc), which never ends; take one include")):
+        templates.render("selfinc", {"input": "x"})
+    write(templates.user_dir(), "a", '{% include "b" %}{{ input }}')
+    write(templates.user_dir(), "b", '{% include "a.j2" %}')
+    with pytest.raises(BadInputError, match=re.escape("template 'a' includes itself (a -> b -> a)")):
+        templates.render("a", {"input": "x"})
+    builtin = templates.render("summarize", {"text": "some text"}).messages
+    front_matter = (templates.builtin_dir() / "summarize.j2").read_text().partition("\n---\n")[0] + "\n---\n"
+    write(templates.user_dir(), "summarize", front_matter + '{% extends "summarize" %}')
+    with pytest.raises(BadInputError, match=re.escape("""(summarize -> summarize), which never ends; to build on aigc's own 'summarize', name it builtin:summarize: {% extends "builtin:summarize" %}""")):
+        templates.render("summarize", {"text": "some text"})
+    write(templates.user_dir(), "summarize", front_matter + '{% extends "builtin:summarize" %}')
+    assert templates.get_template("summarize").source == "user" and "text" in templates.get_template("summarize").names_used
+    assert templates.render("summarize", {"text": "some text"}).messages == builtin
 
 
 def test_missing_required_variable_names_it_says_how_to_give_it_and_lists_variables():
@@ -756,6 +798,20 @@ def test_a_front_matter_after_other_text_is_an_error_not_sent_as_the_prompt():
     assert templates.render("rule", {"input": "x"}).messages[-1]["content"] == "Write a post.\n\n---\n\nx\n---"
 
 
+@pytest.mark.parametrize(("text", "sent"), [
+    ("Reply like the example transcript below.\n\n---\nsystem: You are a pirate\nuser: hi\nassistant: arr\n---\n\n{{ input }}",
+     "Reply like the example transcript below.\n\n---\nsystem: You are a pirate\nuser: hi\nassistant: arr\n---\n\nx"),
+    ("Notes.\n---\ndescription: a section\nmodel: the one we use\n---\n{{ input }}", "Notes.\n---\ndescription: a section\nmodel: the one we use\n---\nx"),
+    ("\n---\nHorizontal rule then prose.\n\n{{ input }}", "---\nHorizontal rule then prose.\n\nx"),
+    ("{# note #}\n---\nText\n---\n{{ input }}", "---\nText\n---\nx"),
+    ("# Notes\nSee below.\n---\nmodel: the one we use\n---\n{{ input }}", "# Notes\nSee below.\n---\nmodel: the one we use\n---\nx"),
+    ("{# note #}\n---\nsystem: You are a pirate\nuser: hi\n---\n{{ input }}", "---\nsystem: You are a pirate\nuser: hi\n---\nx"),
+])
+def test_text_with_dashed_lines_that_is_no_front_matter_is_sent_as_written(text, sent):
+    write(templates.user_dir(), "prose", text)
+    assert templates.render("prose", {"input": "x"}).messages[-1]["content"] == sent
+
+
 def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_was_given():
     write(templates.user_dir(), "cond", "---\nvariables:\n  - {name: input, required: true}\n  - {name: show, default: false}\n---\n{% if show %}{{ input }}{% endif %}\n")
     with pytest.raises(BadInputError, match=r"template 'cond' renders an empty message with input='secret', so there is nothing to send; .*cond.j2:6\)"):
@@ -767,12 +823,23 @@ def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_
     ("{name: tone, defualt: calm}", "variable 'tone' has an unknown key 'defualt'; did you mean default?"),
     ("{name: tone, requird: false}", "variable 'tone' has an unknown key 'requird'; did you mean required?"),
     ("{name: tone, Default: calm}", "variable 'tone' has an unknown key 'Default'; did you mean default?"),
-    ("{name: n, type: int, default: 3}", "variable 'n' has an unknown key 'type'; its type is its default:'s"),
+    ("{name: tone, defaults: calm}", "variable 'tone' has an unknown key 'defaults'; did you mean default?"),
 ])
-def test_an_unknown_key_in_a_variables_entry_is_an_error_with_the_key_meant(entry, said):
+def test_a_misspelt_default_or_required_in_a_variables_entry_is_an_error_with_the_key_meant(entry, said):
     write(templates.user_dir(), "typo", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}}\n")
     with pytest.raises(BadInputError, match=re.escape(said)):
         templates.get_template("typo")
+
+
+@pytest.mark.parametrize(("entry", "said"), [
+    ("{name: n, type: int, default: 3}", "variable 'n' has an unknown key 'type', which is ignored; its type is its default:'s"),
+    ("{name: n, example: 4, default: 3}", "variable 'n' has an unknown key 'example', which is ignored; known: name, description"),
+])
+def test_another_unknown_key_in_a_variables_entry_is_a_warning_and_the_template_works(entry, said):
+    write(templates.user_dir(), "typed", f"---\nvariables:\n  - {{name: input, required: true}}\n  - {entry}\n---\n{{{{ input }}}} {{{{ n }}}}\n")
+    with pytest.warns(AigcWarning, match=re.escape(said)):
+        template = templates.get_template("typed")
+    assert templates.render(template, {"input": "x"}).messages[-1]["content"] == "x 3"
 
 
 def test_render_template_gives_what_a_run_would_send_without_a_model_and_generate_names_a_template_way():
