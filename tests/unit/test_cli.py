@@ -3977,3 +3977,9 @@ def test_a_value_typed_in_full_width_is_named_as_the_cause(args, said):
     result = invoke(*args, "-m", "echo", input="Bees make honey.")
     assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.stderr
     assert "full-width" not in invoke("summarize", "-", "--length", "shrt", "-m", "echo", input="Bees.").stderr  # ASCII typos: no such word
+
+
+def test_batch_help_says_how_to_get_answers_that_do_not_depend_on_batching():
+    shown = runner.invoke(app, ["batch", "--help"], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0
+    assert "--dtype float32 for answers that do not depend on batching" in " ".join(shown.output.split())
