@@ -151,6 +151,8 @@ class RunOptions:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model
         generator.load_progress = lambda stage: None
+        if dtype := _ran_in(generator).get("dtype"):
+            ui.debug(f"{generator.engine.name} runs on {generator.engine.device} in {dtype}")
         self.mark(generator)
 
     def mark(self, generator) -> None:
@@ -196,7 +198,7 @@ class RunOptions:
                     model=recorded_name(generator.engine.name),
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})},
+                    options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None}), **_ran_in(generator)},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
@@ -227,9 +229,15 @@ class RunOptions:
         return "the default token limit"
 
     def report(self, generator, task: list[tuple[str, str]] = ()) -> None:
-        """`--stats`, with the `task`'s own rows after the engine's."""
+        """`--stats`, with the `task`'s own rows after the engine's (and the dtype its model runs in)."""
         if self.stats:
-            ui.print_stats(generator.engine.stats, task)
+            ui.print_stats(generator.engine.stats, [*task, *(("dtype", dtype) for dtype in _ran_in(generator).values())])
+
+
+def _ran_in(generator) -> dict[str, str]:
+    """`{"dtype": ...}`, the dtype the generator's loaded model runs in, as a log row's options record it; empty for one that does not run here."""
+    dtype = getattr(generator.engine, "dtype", None)
+    return {"dtype": dtype} if dtype else {}
 
 
 _COMMON = [

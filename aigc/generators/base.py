@@ -292,6 +292,15 @@ class Generator:
         """The loaded engine's name, else the model asked for (None: the default); never loads it."""
         return self._engine.name if self._engine is not None else self.model
 
+    def dtype_used(self) -> str | None:
+        """The dtype its model runs in ("bfloat16" where `dtype="auto"` picks that), never loading it;
+        None for a model that does not run here (a remote server, echo, a test engine)."""
+        if self._engine is not None:
+            return getattr(self._engine, "dtype", None)
+        from ..engine.loading import dtype_used
+
+        return dtype_used(self.model, self.device, self.dtype, self.quantize)
+
     @classmethod
     def option_names(cls) -> list[str]:
         """The names of its options: its `Options`' fields."""

@@ -314,6 +314,8 @@ def test_help_ends_with_examples_that_the_command_parses(name):
 
 
 def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
+    from aigc.engine.loading import dtype_used
+
     result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json", "--stats")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -323,6 +325,9 @@ def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     assert json.loads(again.stdout) == {**data, "conversation": json.loads(again.stdout)["conversation"]}  # this answer's tokens, not the process's so far
     assert json.loads(again.stdout)["conversation"] != data["conversation"]  # a new conversation each time
     assert "tokens/s:" in result.stderr
+    assert f"dtype: {dtype_used(str(tiny_model_dir))}" in " ".join(result.stderr.split())  # what auto picked here
+    verbose = invoke("-v", "chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "2", "--dtype", "float32", "--no-log")
+    assert "runs on cpu in float32" in verbose.stderr
 
 
 def test_classify_stats_count_the_prompts_scored(tiny_model_dir, tmp_path):

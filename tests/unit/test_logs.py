@@ -191,11 +191,11 @@ def test_ids_and_counts_beyond_sqlite_integers_are_bad_input_not_crashes():
 
 
 def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
-    result = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--seed", "2", "--temperature", "1")
+    result = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--seed", "2", "--temperature", "1", "--dtype", "float32")
     assert result.exit_code == 0, result.output
     (row,) = logged()
     assert row["command"] == "chat" and row["prompt"] == "Bees make" and row["response"] == result.stdout.strip()
-    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "temperature": 1.0, "max_tokens": 6, "seed": 2}
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "temperature": 1.0, "max_tokens": 6, "seed": 2, "dtype": "float32"}
     assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
 
 
