@@ -6,6 +6,7 @@ import inspect
 import typing
 import json
 import os
+import random
 import shlex
 import sys
 import time
@@ -73,6 +74,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
+        self._drawn = False  # whether `seed` was drawn by `draw_seed`, not given
         self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
         self.n: int | None = None  # a command's -n (of run and chat; batch's -O n for chat and template): how many answers, sent with the sampling settings
 
@@ -125,6 +127,20 @@ class RunOptions:
         spinner, before any output."""
         self.check(generator, inputs, options)
         self.load(generator)
+
+    def draw_seed(self, generator, options: dict) -> None:
+        """Without --seed, draw the seed of an answer a local model samples (temperature above 0:
+        given, the template's or the task's) and take it as --seed, so that `--json` (`drawn_seed`) and
+        the log record it and `--seed` makes the answer again; a greedy answer, or a model that does
+        not run here (its server draws), draws none. Call it once the model is loaded."""
+        if self.seed is not None or not generator.samples or not getattr(generator.engine, "variant", ""):
+            return
+        if not generator.sampling_in_effect(generator.validate(options), self.sampling()).greedy:
+            self.seed, self._drawn = random.SystemRandom().randrange(2**63), True
+
+    def drawn_seed(self) -> dict[str, int]:
+        """`{"seed": N}` where `draw_seed` drew the seed, for `--json`; else empty."""
+        return {"seed": self.seed} if self._drawn and self.seed is not None else {}
 
     def check(self, generator, inputs, options: dict) -> None:
         """`prepare`'s checks, which need no model (`aigc run --dry-run` makes them too)."""

@@ -406,11 +406,15 @@ class Generator:
         given = [name for name in DRAWING if (sampling or {}).get(name) is not None]
         if not given or not self.samples or _quiet.get():
             return
-        template = getattr(opts, "template", None)
-        params = self.sampling(sampling, get_template(template).defaults if template else None)
+        params = self.sampling_in_effect(opts, sampling)
         if params.greedy:
             why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
             warn(f"{' and '.join(map(option, given))} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give {option('temperature', 0.7)} (or another above 0) to sample")
+
+    def sampling_in_effect(self, opts, sampling: dict[str, Any] | None) -> SamplingParams:
+        """The settings an answer with these options is made with: the task's defaults < its template's < `sampling`."""
+        template = getattr(opts, "template", None)
+        return self.sampling(sampling, get_template(template).defaults if template else None)
 
     def notes(self, result: dict[str, Any], opts) -> list[str]:
         """Warnings about the result of one input that a caller could miss (a text given back as it

@@ -412,3 +412,22 @@ def test_short_is_llm_logs_s_for_the_one_line_listing():
     logs.record(entry(1, prompt="line one\nline two", response="A short\nsummary."))
     assert invoke("logs", "-s").stdout == invoke("logs", "--truncate").stdout == invoke("logs", "--short").stdout
     assert "### Prompt\n\nline one line two\n" in invoke("logs", "-s").stdout
+
+
+def test_the_seed_drawn_for_a_sampled_answer_is_recorded_and_makes_it_again(tiny_model_dir):
+    model = ("-m", str(tiny_model_dir), "--max-tokens", "6")
+    sampled = invoke("chat", "Bees make", *model, "--temperature", "1.5", "--json")
+    assert sampled.exit_code == 0, sampled.output
+    seed = json.loads(sampled.stdout)["seed"]
+    assert isinstance(seed, int) and logged()[-1]["options"]["seed"] == seed
+    again = invoke("chat", "Bees make", *model, "--temperature", "1.5", "--json", "--seed", str(seed), "--no-log")
+    assert json.loads(again.stdout)["text"] == json.loads(sampled.stdout)["text"] and "seed" not in json.loads(again.stdout)  # given, not drawn
+    several = invoke("run", "chat", "--var", "input=bees", *model, "--json")  # aigc run samples at 0.7 by default
+    assert isinstance(json.loads(several.stdout)["seed"], int) and logged()[-1]["options"]["seed"] == json.loads(several.stdout)["seed"]
+    summary = invoke("summarize", "-", *model, "--temperature", "1", "--json", input="Bees make honey.\n\nCities have rooftops.")
+    assert summary.exit_code == 0, summary.output
+    assert json.loads(summary.stdout)["seed"] == logged()[-1]["options"]["seed"]
+    greedy = invoke("chat", "Bees make", *model, "--json")
+    assert "seed" not in json.loads(greedy.stdout) and "seed" not in logged()[-1]["options"]  # a greedy answer draws none
+    echoed = invoke("chat", "Bees make", "-m", "echo", "--temperature", "1", "--json")
+    assert "seed" not in json.loads(echoed.stdout)  # a model that does not sample
