@@ -15,7 +15,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from .. import ui
+from .. import __version__, ui
 from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError, did_you_mean
 from . import complete
 
@@ -214,7 +214,7 @@ class RunOptions:
                     model=recorded_name(generator.engine.name),
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None}), **_ran_in(generator)},
+                    options={**given, **_in_effect(generator, given, self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None}), **_ran_in(generator), "aigc_version": __version__},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
@@ -248,6 +248,20 @@ class RunOptions:
         """`--stats`, with the `task`'s own rows after the engine's (and the dtype its model runs in)."""
         if self.stats:
             ui.print_stats(generator.engine.stats, [*task, *(("dtype", dtype) for dtype in _ran_in(generator).values())])
+
+
+def _in_effect(generator, options: dict, sampling: dict) -> dict[str, Any]:
+    """`sampling` with the settings the answer took from its task's and template's defaults (chat -n's
+    temperature 0.7 included), as a log row's options record them: a later aigc that changes a default
+    does not make two rows look alike; `sampling` as it is where they cannot be told (a task that
+    generates no text, options the generator does not take)."""
+    try:
+        params = generator.sampling_in_effect(generator.validate(options), sampling) if getattr(generator, "samples", False) else None
+    except AigcError:
+        params = None
+    if params is None:
+        return sampling
+    return {**{f.name: getattr(params, f.name) for f in fields(params) if getattr(params, f.name) not in (None, ())}, **sampling}
 
 
 def _ran_in(generator) -> dict[str, str]:

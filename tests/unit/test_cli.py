@@ -3730,7 +3730,7 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_
     assert result.exit_code == 0 and result.stdout == "Bees on the roof\n"
     assert result.stderr == "Warning: only 1 of the 3 headlines asked for came out distinct and within the word limit; raise --temperature or --max-words, or ask for fewer (-n)\n"
     result = invoke("headline", "--topic", "bees", "-n", "2", "--no-log", "--json")
-    assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False} and "only 1 of the 2" in result.stderr
+    assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False, "model": "fake"} and "only 1 of the 2" in result.stderr
     (Path("topics.txt")).write_text("bees\nwasps\n")
     result = invoke("batch", "headline", "-i", "topics.txt", "-o", "out.jsonl", "-O", "n=2", "--temperature", "0.8")
     assert result.exit_code == 0 and "2 rows came out with fewer results than asked for" in result.stderr, result.output
@@ -3988,3 +3988,17 @@ def test_batch_help_says_how_to_get_answers_that_do_not_depend_on_batching():
     shown = runner.invoke(app, ["batch", "--help"], env={"COLUMNS": "400"})
     assert shown.exit_code == 0
     assert "--dtype float32 for answers that do not depend on batching" in " ".join(shown.output.split())
+
+
+def test_headline_summarize_and_translate_json_name_the_model(tmp_path):
+    (tmp_path / "en.json").write_text('{"hi": "Hello there"}')
+    for args, keys in (
+        (["headline", "--topic", "bees", "-n", "1"], {"headlines", "missing", "cut_off"}),
+        (["summarize", "-"], {"summary", "words", "map_reduce_rounds", "parts", "cut_off", "unchanged"}),
+        (["translate", "-", "--to", "fr"], {"translation", "source_language", "target_language"}),
+        (["translate", str(tmp_path / "en.json"), "--to", "fr"], {"translation", "source_language", "target_language"}),
+    ):
+        result = invoke(*args, "-m", "echo", "--json", "--no-log", input="Bees make honey in cities. They thrive on rooftops.")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["model"] == "echo" and keys <= set(data), args  # the keys it had stay

@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+import aigc
 from aigc import config, logs
 from aigc.cli.app import app
 from aigc.errors import BadInputError
@@ -195,7 +196,8 @@ def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
     assert result.exit_code == 0, result.output
     (row,) = logged()
     assert row["command"] == "chat" and row["prompt"] == "Bees make" and row["response"] == result.stdout.strip()
-    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "temperature": 1.0, "max_tokens": 6, "seed": 2, "dtype": "float32"}
+    in_effect = {"top_p": 0.9, "top_k": 0, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}  # chat's defaults, and SamplingParams'
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "temperature": 1.0, "max_tokens": 6, "seed": 2, **in_effect, "dtype": "float32", "aigc_version": aigc.__version__}
     assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
 
 
@@ -431,3 +433,12 @@ def test_the_seed_drawn_for_a_sampled_answer_is_recorded_and_makes_it_again(tiny
     assert "seed" not in json.loads(greedy.stdout) and "seed" not in logged()[-1]["options"]  # a greedy answer draws none
     echoed = invoke("chat", "Bees make", "-m", "echo", "--temperature", "1", "--json")
     assert "seed" not in json.loads(echoed.stdout)  # a model that does not sample
+
+
+def test_a_log_row_records_the_sampling_defaults_an_answer_took(tiny_model_dir):
+    assert invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "3", "-n", "2").exit_code == 0
+    (row,) = logged()
+    assert row["options"]["temperature"] == 0.7 and row["options"]["n"] == 2 and row["options"]["repetition_penalty"] == 1.1  # chat -n's implicit temperature
+    assert invoke("run", "chat", "--var", "input=bees", "-m", "echo").exit_code == 0
+    assert logged()[-1]["options"] | {"aigc_version": None} == {"template": "chat", "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 512, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "aigc_version": None}
+    assert logged()[-1]["options"]["aigc_version"] == aigc.__version__
