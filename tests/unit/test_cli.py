@@ -712,8 +712,8 @@ def test_eval_multi_label_reports_each_texts_label_set_as_scikit_learn_does(tiny
     single = invoke("eval", "classify", str(tmp_path / "one.tsv"), *model, "--json")
     assert list(json.loads(single.stdout)) == [
         "examples", "accuracy", "macro_f1", "labels", "confusion", "per_label_f1", "examples_per_second", "method", "calibration", "weighted_f1",
-        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason",
-    ]  # one label per text: the keys as before
+        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason", "model", "data", "examples_file", "dtype", "aigc_version",
+    ]  # one label per text: the keys as before, then what was evaluated
     assert bad("eval", "classify", str(tmp_path / "one.tsv"), "--threshold", "0.3", "-m", unloadable) == (2, ["Error: --threshold picks labels with --multi-label; one label per text is always the likeliest"])
     (tmp_path / "none.tsv").write_text("great\t\nawful\t\n")
     assert bad("eval", "classify", str(tmp_path / "none.tsv"), "--multi-label", "-m", unloadable) == (2, [f"Error: {tmp_path / 'none.tsv'} gives no text a label; list the labels with --labels"])
@@ -4002,3 +4002,18 @@ def test_headline_summarize_and_translate_json_name_the_model(tmp_path):
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert data["model"] == "echo" and keys <= set(data), args  # the keys it had stay
+
+
+def test_eval_json_records_what_was_evaluated(tiny_model_dir, tmp_path, monkeypatch):
+    import aigc
+
+    (tmp_path / "data.tsv").write_text("I love it\tgood\nI hate it\tbad\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("eval", "classify", "data.tsv", "-m", str(tiny_model_dir), "--dtype", "float32", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["model"], report["data"], report["examples_file"], report["dtype"], report["aigc_version"]) == (str(tiny_model_dir), str(tmp_path / "data.tsv"), None, "float32", aigc.__version__)
+    assert report["examples"] == 2  # the keys it had stay
+    piped = invoke("eval", "classify", "-", "-m", "echo", "--json", input="I love it\tgood\nI hate it\tbad\n")
+    assert piped.exit_code == 0, piped.output
+    assert (json.loads(piped.stdout)["data"], json.loads(piped.stdout)["dtype"]) == ("-", None)
