@@ -128,7 +128,11 @@ def run_settings(generator, options: dict[str, Any], sampling: dict[str, Any] | 
     else:  # an engine handed to the generator
         model = generator._engine.name
     used = _templates_used(opts)
-    return {"task": generator.name, "model": model, "settings": digest[:12], "made_with": {k: _recorded(v) for k, v in sorted(shown.items())}, **({"templates": used} if used else {})}
+    dtype = generator.dtype_used()  # outside `settings`, as `templates`: the fingerprints of files made before it was recorded stand
+    return {
+        "task": generator.name, "model": model, **({"dtype": dtype} if dtype else {}), "settings": digest[:12],
+        "made_with": {k: _recorded(v) for k, v in sorted(shown.items())}, **({"templates": used} if used else {}),
+    }
 
 
 def _templates_used(opts: Any) -> dict[str, str]:
@@ -241,6 +245,8 @@ def check_made_alike(output: str | Path, previous: list[tuple[str, dict]], setti
         )
     if model := differs("model"):
         raise BadInputError(f"{output} was made with model {model}, not {settings['model']}; resume it with that model, or {start_anew}")
+    if "dtype" in settings and (dtype := differs("dtype")):  # a line made before dtypes were recorded is taken as made in this one
+        raise BadInputError(f"{output} was made in {dtype}, not {settings['dtype']} (its results would not match); resume it with {option('dtype', dtype)}, or {start_anew}")
 
 
 def _changed_since(name: str) -> str:

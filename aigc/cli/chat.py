@@ -194,6 +194,7 @@ def _answer_once(text, system, template, variables, as_json, run: RunOptions, pa
         options["variables"] = generator.validate({**options, "variables": variables}).variables  # as the template takes them (times=2 a number)
         check_vars_used(templates.get_template(options["template"]), variables)
     run.prepare(generator, text, options)
+    run.draw_seed(generator, options)
     sampling = run.sampling()
     result = None
     streamed = _streamed(generator, options, run, code is not None)
@@ -205,12 +206,12 @@ def _answer_once(text, system, template, variables, as_json, run: RunOptions, pa
     else:
         with ui.prints_to_stderr():
             if streamed:  # --json: read as a stream, so that a stop still prints the answer so far
-                result = held_stream(generator.stream(text, sampling, **options), run.keeps_stopped(generator, "chat", text, options), lambda partial: _json_result(generator, partial))
+                result = held_stream(generator.stream(text, sampling, **options), run.keeps_stopped(generator, "chat", text, options), lambda partial: _json_result(generator, partial, **run.drawn_seed()))
             else:
                 result = generator(text, sampling=sampling, **options)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result)
+            _json_result(generator, result, **run.drawn_seed())
         else:
             ui.result(_shown_code(answer, code))
         run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=options["template"])
@@ -293,6 +294,8 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
     generator = session.generator
     run.prepare(generator, text, session.options())
     _check_model(session, run)
+    run.draw_seed(generator, session.options())
+    session.sampling |= run.drawn_seed()  # this turn's only: a session's sampling is not saved
     result = None
     label = conversations.session_label(session.path)
     streamed = _streamed(generator, session.options(), run, code is not None)
@@ -305,12 +308,12 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
         named = {"session": readable_name(session.path)} if not conversations.unnamed(session.path) else {"conversation": label}
         with ui.prints_to_stderr():
             if streamed:  # --json: read as a stream, so that a stop still prints the answer so far
-                result = held_stream(session.send(text), run.keeps_stopped(generator, "chat", text, session.options(), label), lambda partial: _json_result(generator, partial, **named))
+                result = held_stream(session.send(text), run.keeps_stopped(generator, "chat", text, session.options(), label), lambda partial: _json_result(generator, partial, **named, **run.drawn_seed()))
             else:
                 result = session.answer(text)
         answer = shown(result)
         if as_json:
-            _json_result(generator, result, **named)
+            _json_result(generator, result, **named, **run.drawn_seed())
         else:
             ui.result(_shown_code(answer, code))
         run.warn_cut_off(result["finish_reason"], template=session.template)

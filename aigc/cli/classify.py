@@ -1,6 +1,7 @@
 """`aigc classify TEXT|FILE|-` and `aigc eval classify DATA`."""
 
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -215,12 +216,23 @@ def eval_classify(
     if output:
         ui.info(f"wrote {write_atomic(output, ''.join(json.dumps(row, ensure_ascii=False) + chr(10) for row in predictions))}")
     if as_json:
-        ui.result(json.dumps(report.as_dict(), indent=2))
+        ui.result(json.dumps({**report.as_dict(), **_evaluated(generator, data, examples)}, indent=2))
     elif multi_label:
         print_multi_label_report(report)
     else:
         print_report(report)
     run.report(generator)
+
+
+def _evaluated(generator, data: str, examples: str | None) -> dict:
+    """What `eval classify --json` records of what it measured: the model, the data and --examples
+    files (by full path; `-` for stdin), the dtype the model ran in (None for one that does not run here) and aigc's version."""
+    from .. import __version__
+
+    def path(name: str | None) -> str | None:
+        return name if name in (None, "-") else str(Path(name).absolute())
+
+    return {"model": generator.engine.name, "data": path(data), "examples_file": path(examples), "dtype": getattr(generator.engine, "dtype", None), "aigc_version": __version__}
 
 
 def same_text(text: str) -> str:

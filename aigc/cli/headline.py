@@ -50,9 +50,10 @@ def headline(
     generator = run.generator("headline", template=template)
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
+    run.draw_seed(generator, options)
     with ui.prints_to_stderr():  # what generator code prints goes to stderr
         result = generator(inputs, sampling=run.sampling(), **options)  # fewer headlines than -n: the generator warns
-    rendered = json.dumps(result, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
+    rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)
     run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)

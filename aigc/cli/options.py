@@ -7,6 +7,7 @@ import inspect
 import typing
 import json
 import os
+import random
 import shlex
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from .. import ui
+from .. import __version__, ui
 from ..errors import AigcError, BadInputError, ModelKindError, UnknownModelError, did_you_mean
 from . import complete
 
@@ -74,6 +75,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         self._mark: tuple[float, int, int] | None = None  # set by `mark`
         self._log_failed = False
+        self._drawn = False  # whether `seed` was drawn by `draw_seed`, not given
         self.json_schema: dict | None = None  # a command's --schema, sent with the sampling settings
         self.n: int | None = None  # a command's -n (of run and chat; batch's -O n for chat and template): how many answers, sent with the sampling settings
 
@@ -127,6 +129,20 @@ class RunOptions:
         self.check(generator, inputs, options)
         self.load(generator)
 
+    def draw_seed(self, generator, options: dict) -> None:
+        """Without --seed, draw the seed of an answer a local model samples (temperature above 0:
+        given, the template's or the task's) and take it as --seed, so that `--json` (`drawn_seed`) and
+        the log record it and `--seed` makes the answer again; a greedy answer, or a model that does
+        not run here (its server draws), draws none. Call it once the model is loaded."""
+        if self.seed is not None or not generator.samples or not getattr(generator.engine, "variant", ""):
+            return
+        if not generator.sampling_in_effect(generator.validate(options), self.sampling()).greedy:
+            self.seed, self._drawn = random.SystemRandom().randrange(2**63), True
+
+    def drawn_seed(self) -> dict[str, int]:
+        """`{"seed": N}` where `draw_seed` drew the seed, for `--json`; else empty."""
+        return {"seed": self.seed} if self._drawn and self.seed is not None else {}
+
     def check(self, generator, inputs, options: dict) -> None:
         """`prepare`'s checks, which need no model (`aigc run --dry-run` makes them too)."""
         from ..engine.loading import check_names
@@ -152,6 +168,8 @@ class RunOptions:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model
         generator.load_progress = lambda stage: None
+        if dtype := _ran_in(generator).get("dtype"):
+            ui.debug(f"{generator.engine.name} runs on {generator.engine.device} in {dtype}")
         self.mark(generator)
 
     def mark(self, generator) -> None:
@@ -191,6 +209,7 @@ class RunOptions:
             stats = generator.engine.stats
             since, prompt_tokens, completion_tokens = self._mark if measured else (0.0, 0, 0)
             given = {k: v for k, v in options.items() if v is not None}
+            in_effect = _in_effect(generator, given, self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})
             if isinstance(given.get("template"), str):  # which revision of it gave the answer
                 with contextlib.suppress(AigcError):  # gone since it ran: the answer is logged still
                     given["template_digest"] = templates.digest(given["template"])
@@ -200,7 +219,7 @@ class RunOptions:
                     model=recorded_name(generator.engine.name),
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **(self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})},
+                    options={**given, **in_effect, **_ran_in(generator), "aigc_version": __version__},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
@@ -231,9 +250,29 @@ class RunOptions:
         return "the default token limit"
 
     def report(self, generator, task: list[tuple[str, str]] = ()) -> None:
-        """`--stats`, with the `task`'s own rows after the engine's."""
+        """`--stats`, with the `task`'s own rows after the engine's (and the dtype its model runs in)."""
         if self.stats:
-            ui.print_stats(generator.engine.stats, task)
+            ui.print_stats(generator.engine.stats, [*task, *(("dtype", dtype) for dtype in _ran_in(generator).values())])
+
+
+def _in_effect(generator, options: dict, sampling: dict) -> dict[str, Any]:
+    """`sampling` with the settings the answer took from its task's and template's defaults (chat -n's
+    temperature 0.7 included), as a log row's options record them: a later aigc that changes a default
+    does not make two rows look alike; `sampling` as it is where they cannot be told (a task that
+    generates no text, options the generator does not take)."""
+    try:
+        params = generator.sampling_in_effect(generator.validate(options), sampling) if getattr(generator, "samples", False) else None
+    except AigcError:
+        params = None
+    if params is None:
+        return sampling
+    return {**{f.name: getattr(params, f.name) for f in fields(params) if getattr(params, f.name) not in (None, ())}, **sampling}
+
+
+def _ran_in(generator) -> dict[str, str]:
+    """`{"dtype": ...}`, the dtype the generator's loaded model runs in, as a log row's options record it; empty for one that does not run here."""
+    dtype = getattr(generator.engine, "dtype", None)
+    return {"dtype": dtype} if dtype else {}
 
 
 _COMMON = [

@@ -74,6 +74,7 @@ def run_template(
             ui.info(f"(--dry-run: {output} is left as it is)")
         return
     run.load(generator)
+    run.draw_seed(generator, options)
     one_answer = int(n or rendered.defaults.get("n") or 1) == 1 and "json_schema" not in rendered.defaults
     if not (as_json or extract or extract_last) and run.json_schema is None and one_answer:  # on a terminal as it is written, elsewhere whole (as far as it went where Ctrl-C stops it)
         live = output is None and sys.stdout.isatty()
@@ -86,12 +87,12 @@ def run_template(
         return
     with ui.prints_to_stderr(), _left_as_it_was(output):
         if as_json and run.json_schema is None and one_answer:  # read as a stream, so that a stop still prints the answer so far
-            result = held_stream(generator.stream(values, sampling=run.sampling(), **options), run.keeps_stopped(generator, "run", values, options), lambda partial: ui.result(_json(template, generator, partial)))
+            result = held_stream(generator.stream(values, sampling=run.sampling(), **options), run.keeps_stopped(generator, "run", values, options), lambda partial: ui.result(_json(template, generator, partial, run.drawn_seed())))
         else:
             result = generator(values, sampling=run.sampling(), **options)
     answer = shown(result)
     if as_json:
-        emit(_json(template, generator, result), output)
+        emit(_json(template, generator, result, run.drawn_seed()), output)
     else:
         emit(shown(result, lambda text: extract_code(text, last=extract_last)) if extract or extract_last else answer, output)
     run.warn_cut_off(*result.get("finish_reasons", [result["finish_reason"]]), template=template)
@@ -99,10 +100,10 @@ def run_template(
     run.report(generator)
 
 
-def _json(template: str, generator, result: dict) -> str:
-    """--json's answer: the template, model, text, finish_reason and usage (and choices, data where there are)."""
+def _json(template: str, generator, result: dict, drawn: dict | None = None) -> str:
+    """--json's answer: the template, model, text, finish_reason and usage (and choices, data, the seed drawn where there are)."""
     payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
-    return json.dumps({**payload, **several(result), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False)
+    return json.dumps({**payload, **several(result), **(drawn or {}), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False)
 
 
 @contextlib.contextmanager

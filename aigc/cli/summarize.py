@@ -50,12 +50,13 @@ def summarize(
         return
     generator = run.generator("summarize", template=template)
     run.prepare(generator, text, options)
+    run.draw_seed(generator, options)
     with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(text, sampling=run.sampling(), **options)
     for note in summary_notes(result, generator, options, run):
         ui.warn(note)
-    rendered = json.dumps(result, ensure_ascii=False) if as_json else result["summary"]
+    rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else result["summary"]
     emit(rendered, output)
     run.keep(generator, "summarize", text, result["summary"], options, result)
     run.report(generator, [("parts", str(result["parts"])), ("map-reduce rounds", str(result["map_reduce_rounds"]))])

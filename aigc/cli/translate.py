@@ -86,6 +86,7 @@ def translate(
     if not has_text(text, plain):
         ui.warn(f"{name} has nothing to translate (only code, markup or numbers); it is given back as it is")
     run.load(generator)
+    run.draw_seed(generator, options)
     generator.checkpoint = Checkpoint(on_resume=lambda reused, total: ui.info(f"{reused} of {total} sentences reused from an interrupted run"))
     with _resumable(generator.checkpoint):
         with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
@@ -94,7 +95,7 @@ def translate(
         for note in glossary_notes(result):
             ui.warn(note)
         crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and its BOM and UTF-16, in a file)
-        rendered = json.dumps(result, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
+        rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
         emit(rendered, output, encoding)
     generator.checkpoint.finish()
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
@@ -143,7 +144,7 @@ def _translate_strings(run: RunOptions, generator, data, text: str, options: dic
             counts[tuple(item[n] for n in name)] = counts.get(tuple(item[n] for n in name), 0) + item["count"]
         merged[key] = [{**dict(zip(name, what)), "count": n} for what, n in counts.items()]
     result = {**summary, **merged, "cut_off": bool(merged["cut_off_texts"])}
-    rendered = json.dumps(result, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
+    rendered = json.dumps({**result, **({"model": generator.engine.name} if todo else {})}, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
     emit(rendered, output, encoding)
     if todo:  # a model answered: logged (with nothing to translate, none was loaded)
         run.keep(generator, "translate", text, translated, {**options, "glossary": glossary}, result)

@@ -106,6 +106,15 @@ def pick_dtype(dtype: str, device: str):
     return torch.bfloat16 if _cpu_has_bf16() else torch.float32
 
 
+def dtype_used(name: str | None, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> str | None:
+    """The dtype `load_model` runs model `name` (None: the default) in with these settings, without
+    loading it: "bfloat16" where auto picks that; None for one that does not run here (echo, a remote server)."""
+    ref = resolve(name)
+    if ref.kind in ("echo", "remote") or ref.image:
+        return None
+    return str(pick_dtype("float32" if quantize not in (None, "none") else dtype, pick_device(device))).removeprefix("torch.")
+
+
 _loaded: dict[tuple, object] = {}
 load_lock = threading.Lock()  # one model load at a time (text or image): concurrent callers wait and get the same engine
 

@@ -38,7 +38,12 @@ class LocalEngine:
     can_score_chat = True
 
     def __repr__(self) -> str:
-        return f"<LocalEngine {self.name!r} on {self.device} in {str(self.model.dtype).removeprefix('torch.')}, {self.context_length}-token context>"
+        return f"<LocalEngine {self.name!r} on {self.device} in {self.dtype}, {self.context_length}-token context>"
+
+    @property
+    def dtype(self) -> str:
+        """The dtype its weights run in ("bfloat16" where `dtype="auto"` picked that)."""
+        return str(self.model.dtype).removeprefix("torch.")
 
     def __init__(self, name: str, model, tokenizer, load_seconds: float = 0.0, variant: str = ""):
         self.name = name

@@ -291,6 +291,15 @@ class Generator:
         """The loaded engine's name, else the model asked for (None: the default); never loads it."""
         return self._engine.name if self._engine is not None else self.model
 
+    def dtype_used(self) -> str | None:
+        """The dtype its model runs in ("bfloat16" where `dtype="auto"` picks that), never loading it;
+        None for a model that does not run here (a remote server, echo, a test engine)."""
+        if self._engine is not None:
+            return getattr(self._engine, "dtype", None)
+        from ..engine.loading import dtype_used
+
+        return dtype_used(self.model, self.device, self.dtype, self.quantize)
+
     @classmethod
     def option_names(cls) -> list[str]:
         """The names of its options: its `Options`' fields."""
@@ -396,11 +405,15 @@ class Generator:
         given = [name for name in DRAWING if (sampling or {}).get(name) is not None]
         if not given or not self.samples or _quiet.get():
             return
-        template = getattr(opts, "template", None)
-        params = self.sampling(sampling, get_template(template).defaults if template else None)
+        params = self.sampling_in_effect(opts, sampling)
         if params.greedy:
             why = f"temperature {params.temperature:g}, below {GREEDY_BELOW:g}" if params.temperature else "temperature 0"
             warn(f"{' and '.join(map(option, given))} change{'s' * (len(given) == 1)} nothing here: the answer is greedy ({why}); give {option('temperature', 0.7)} (or another above 0) to sample")
+
+    def sampling_in_effect(self, opts, sampling: dict[str, Any] | None) -> SamplingParams:
+        """The settings an answer with these options is made with: the task's defaults < its template's < `sampling`."""
+        template = getattr(opts, "template", None)
+        return self.sampling(sampling, get_template(template).defaults if template else None)
 
     def notes(self, result: dict[str, Any], opts) -> list[str]:
         """Warnings about the result of one input that a caller could miss (a text given back as it

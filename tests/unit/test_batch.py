@@ -2096,3 +2096,26 @@ def test_a_bad_setting_in_an_openai_batch_rows_body_is_named_as_its_field_not_a_
     assert errors[0] == "the row's body.temperature must be between 0 and 2 (0 = greedy), got 7", result.output
     assert errors[1] == "the row's body.max_completion_tokens must be at least 1, got 0"
     assert errors[2] is None and result.exit_code == 1
+
+
+def test_the_dtype_a_local_model_runs_in_is_recorded_and_a_resume_in_another_is_refused(tmp_path, tiny_model_dir):
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("one\ntwo\n")
+    rows = read_rows(source)
+    settings = run_settings(get_generator("summarize", model=str(tiny_model_dir), dtype="float32"), {}, {})
+    assert settings["dtype"] == "float32"
+    assert run_settings(get_generator("summarize", model=str(tiny_model_dir), dtype="bfloat16"), {}, {})["settings"] == settings["settings"]  # fingerprints of older files stand
+    out.write_text(json.dumps({"id": 1, "row": 1, **settings, "result": {}}) + "\n")
+    assert [r.id for r in pending_rows(rows, out, get_generator("summarize", model=str(tiny_model_dir), dtype="float32"), {}, {})] == [2]
+    for retry_failed in (False, True):
+        with pytest.raises(BadInputError, match="made in float32, not bfloat16 .*resume it with dtype=float32"):
+            pending_rows(rows, out, get_generator("summarize", model=str(tiny_model_dir), dtype="bfloat16"), {}, {}, retry_failed=retry_failed)
+    older = {k: v for k, v in settings.items() if k != "dtype"}  # made before dtypes were recorded
+    out.write_text(json.dumps({"id": 1, "row": 1, **older, "result": {}}) + "\n")
+    assert [r.id for r in pending_rows(rows, out, get_generator("summarize", model=str(tiny_model_dir), dtype="bfloat16"), {}, {})] == [2]
+    assert "dtype" not in run_settings(summarizer(FakeEngine()), {}, {})  # a model that does not run here has none
+
+
+def test_a_loaded_local_engine_names_the_dtype_it_runs_in(tiny_model_dir):
+    generator = get_generator("summarize", model=str(tiny_model_dir), dtype="float32")
+    assert generator.engine.dtype == "float32" and generator.dtype_used() == "float32"

@@ -326,6 +326,8 @@ def test_help_ends_with_examples_that_the_command_parses(name):
 
 
 def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
+    from aigc.engine.loading import dtype_used
+
     result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json", "--stats")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -335,6 +337,9 @@ def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     assert json.loads(again.stdout) == {**data, "conversation": json.loads(again.stdout)["conversation"]}  # this answer's tokens, not the process's so far
     assert json.loads(again.stdout)["conversation"] != data["conversation"]  # a new conversation each time
     assert "tokens/s:" in result.stderr
+    assert f"dtype: {dtype_used(str(tiny_model_dir))}" in " ".join(result.stderr.split())  # what auto picked here
+    verbose = invoke("-v", "chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "2", "--dtype", "float32", "--no-log")
+    assert "runs on cpu in float32" in verbose.stderr
 
 
 def test_classify_stats_count_the_prompts_scored(tiny_model_dir, tmp_path):
@@ -719,8 +724,8 @@ def test_eval_multi_label_reports_each_texts_label_set_as_scikit_learn_does(tiny
     single = invoke("eval", "classify", str(tmp_path / "one.tsv"), *model, "--json")
     assert list(json.loads(single.stdout)) == [
         "examples", "accuracy", "macro_f1", "labels", "confusion", "per_label_f1", "examples_per_second", "method", "calibration", "weighted_f1",
-        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason",
-    ]  # one label per text: the keys as before
+        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason", "model", "data", "examples_file", "dtype", "aigc_version",
+    ]  # one label per text: the keys as before, then what was evaluated
     assert bad("eval", "classify", str(tmp_path / "one.tsv"), "--threshold", "0.3", "-m", unloadable) == (2, ["Error: --threshold picks labels with --multi-label; one label per text is always the likeliest"])
     (tmp_path / "none.tsv").write_text("great\t\nawful\t\n")
     assert bad("eval", "classify", str(tmp_path / "none.tsv"), "--multi-label", "-m", unloadable) == (2, [f"Error: {tmp_path / 'none.tsv'} gives no text a label; list the labels with --labels"])
@@ -3817,7 +3822,7 @@ def test_too_few_distinct_headlines_are_printed_with_a_warning(monkeypatch, tmp_
     assert result.exit_code == 0 and result.stdout == "Bees on the roof\n"
     assert result.stderr == "Warning: only 1 of the 3 headlines asked for came out distinct and within the word limit; raise --temperature or --max-words, or ask for fewer (-n)\n"
     result = invoke("headline", "--topic", "bees", "-n", "2", "--no-log", "--json")
-    assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False} and "only 1 of the 2" in result.stderr
+    assert json.loads(result.stdout) == {"headlines": ["Bees on the roof"], "missing": 1, "cut_off": False, "model": "fake"} and "only 1 of the 2" in result.stderr
     (Path("topics.txt")).write_text("bees\nwasps\n")
     result = invoke("batch", "headline", "-i", "topics.txt", "-o", "out.jsonl", "-O", "n=2", "--temperature", "0.8")
     assert result.exit_code == 0 and "2 rows came out with fewer results than asked for" in result.stderr, result.output
@@ -4069,3 +4074,38 @@ def test_a_value_typed_in_full_width_is_named_as_the_cause(args, said):
     result = invoke(*args, "-m", "echo", input="Bees make honey.")
     assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.stderr
     assert "full-width" not in invoke("summarize", "-", "--length", "shrt", "-m", "echo", input="Bees.").stderr  # ASCII typos: no such word
+
+
+def test_batch_help_says_how_to_get_answers_that_do_not_depend_on_batching():
+    shown = runner.invoke(app, ["batch", "--help"], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0
+    assert "--dtype float32 for answers that do not depend on batching" in " ".join(shown.output.split())
+
+
+def test_headline_summarize_and_translate_json_name_the_model(tmp_path):
+    (tmp_path / "en.json").write_text('{"hi": "Hello there"}')
+    for args, keys in (
+        (["headline", "--topic", "bees", "-n", "1"], {"headlines", "missing", "cut_off"}),
+        (["summarize", "-"], {"summary", "words", "map_reduce_rounds", "parts", "cut_off", "unchanged"}),
+        (["translate", "-", "--to", "fr"], {"translation", "source_language", "target_language"}),
+        (["translate", str(tmp_path / "en.json"), "--to", "fr"], {"translation", "source_language", "target_language"}),
+    ):
+        result = invoke(*args, "-m", "echo", "--json", "--no-log", input="Bees make honey in cities. They thrive on rooftops.")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["model"] == "echo" and keys <= set(data), args  # the keys it had stay
+
+
+def test_eval_json_records_what_was_evaluated(tiny_model_dir, tmp_path, monkeypatch):
+    import aigc
+
+    (tmp_path / "data.tsv").write_text("I love it\tgood\nI hate it\tbad\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("eval", "classify", "data.tsv", "-m", str(tiny_model_dir), "--dtype", "float32", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["model"], report["data"], report["examples_file"], report["dtype"], report["aigc_version"]) == (str(tiny_model_dir), str(tmp_path / "data.tsv"), None, "float32", aigc.__version__)
+    assert report["examples"] == 2  # the keys it had stay
+    piped = invoke("eval", "classify", "-", "-m", "echo", "--json", input="I love it\tgood\nI hate it\tbad\n")
+    assert piped.exit_code == 0, piped.output
+    assert (json.loads(piped.stdout)["data"], json.loads(piped.stdout)["dtype"]) == ("-", None)

@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+import aigc
 from aigc import config, logs
 from aigc.cli.app import app
 from aigc.errors import BadInputError
@@ -204,13 +205,14 @@ def test_ids_and_counts_beyond_sqlite_integers_are_bad_input_not_crashes():
 
 
 def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
-    result = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--seed", "2", "--temperature", "1")
+    result = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--seed", "2", "--temperature", "1", "--dtype", "float32")
     assert result.exit_code == 0, result.output
     (row,) = logged()
     assert row["command"] == "chat" and row["prompt"] == "Bees make" and row["response"] == result.stdout.strip()
     from aigc import templates
 
-    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2}
+    in_effect = {"top_p": 0.9, "top_k": 0, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}  # chat's defaults, and SamplingParams'
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2, **in_effect, "dtype": "float32", "aigc_version": aigc.__version__}
     assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
 
 
@@ -444,3 +446,33 @@ def test_a_template_run_logs_its_templates_digest_and_logs_template_finds_its_ru
     assert rows[0]["options"]["template_digest"] != rows[1]["options"]["template_digest"] == templates.digest("review")
     missing = invoke("logs", "--template", "reveiw")
     assert missing.exit_code == 0 and "no answer was logged with --template reveiw (the log has chat, review)" in missing.stderr
+
+
+def test_the_seed_drawn_for_a_sampled_answer_is_recorded_and_makes_it_again(tiny_model_dir):
+    model = ("-m", str(tiny_model_dir), "--max-tokens", "6")
+    sampled = invoke("chat", "Bees make", *model, "--temperature", "1.5", "--json")
+    assert sampled.exit_code == 0, sampled.output
+    seed = json.loads(sampled.stdout)["seed"]
+    assert isinstance(seed, int) and logged()[-1]["options"]["seed"] == seed
+    again = invoke("chat", "Bees make", *model, "--temperature", "1.5", "--json", "--seed", str(seed), "--no-log")
+    assert json.loads(again.stdout)["text"] == json.loads(sampled.stdout)["text"] and "seed" not in json.loads(again.stdout)  # given, not drawn
+    several = invoke("run", "chat", "--var", "input=bees", *model, "--json")  # aigc run samples at 0.7 by default
+    assert isinstance(json.loads(several.stdout)["seed"], int) and logged()[-1]["options"]["seed"] == json.loads(several.stdout)["seed"]
+    summary = invoke("summarize", "-", *model, "--temperature", "1", "--json", input="Bees make honey.\n\nCities have rooftops.")
+    assert summary.exit_code == 0, summary.output
+    assert json.loads(summary.stdout)["seed"] == logged()[-1]["options"]["seed"]
+    greedy = invoke("chat", "Bees make", *model, "--json")
+    assert "seed" not in json.loads(greedy.stdout) and "seed" not in logged()[-1]["options"]  # a greedy answer draws none
+    echoed = invoke("chat", "Bees make", "-m", "echo", "--temperature", "1", "--json")
+    assert "seed" not in json.loads(echoed.stdout)  # a model that does not sample
+
+
+def test_a_log_row_records_the_sampling_defaults_an_answer_took(tiny_model_dir):
+    assert invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "3", "-n", "2").exit_code == 0
+    (row,) = logged()
+    assert row["options"]["temperature"] == 0.7 and row["options"]["n"] == 2 and row["options"]["repetition_penalty"] == 1.1  # chat -n's implicit temperature
+    assert invoke("run", "chat", "--var", "input=bees", "-m", "echo").exit_code == 0
+    from aigc import templates
+
+    assert logged()[-1]["options"] | {"aigc_version": None} == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 512, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "aigc_version": None}
+    assert logged()[-1]["options"]["aigc_version"] == aigc.__version__

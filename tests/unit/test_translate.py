@@ -867,7 +867,7 @@ def test_command_reads_stdin_and_prints_json(echo):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "translation": "HELLO THERE.", "source_language": "en", "target_language": "es", "glossary_misses": [], "missing_placeholders": [], "cut_off": False, "cut_off_texts": [],
-        "untranslated_texts": [],
+        "untranslated_texts": [], "model": "fake",
     }
 
 
