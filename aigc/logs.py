@@ -189,13 +189,16 @@ def _entry(row: sqlite3.Row) -> Entry:
     return Entry(**values)
 
 
+_TEMPLATE_TEXT = "CAST(coalesce(CASE WHEN json_valid(options) THEN json_extract(options, '$.template') END, '') AS TEXT)"  # an entry's template name, '' for none
+
+
 def entries(
     count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None,
     *, min_id: int | None = None, since: datetime | None = None, template: str | None = None,
 ) -> list[Entry]:
     """The last `count` entries (None: all) that match every filter given, oldest first. `query`:
-    each of its words (or "quoted phrases") is in the prompt or the response, in any case and any
-    order, as `llm logs -q` finds them; `min_id`: ids from it on; `since`: logged at that time or
+    each of its words (or "quoted phrases") is in the prompt, the response or the template's name,
+    in any case and any order, as `llm logs -q` finds them; `min_id`: ids from it on; `since`: logged at that time or
     later; `template`: made with the template of that name (its `template` option)."""
     if not log_path().exists() or (min_id or 0) > MAX_ID:
         return []
@@ -207,8 +210,8 @@ def entries(
         where.append("datetime_utc >= ?")
         args.append(since.astimezone(timezone.utc).isoformat(timespec="seconds"))
     for term in query_terms(query or ""):
-        where.append("(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0)")
-        args += [term.casefold()] * 2
+        where.append(f"(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0 OR instr(fold({_TEMPLATE_TEXT}), ?) > 0)")
+        args += [term.casefold()] * 3
     if model:  # a local model by the path typed or the absolute one logged
         from .engine.models import recorded_name
 

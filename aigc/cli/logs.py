@@ -15,7 +15,7 @@ from .options import check_extract, misplaced
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
 Count = Annotated[Optional[int], typer.Option("--count", "-n", help="How many of the latest answers; 0 for all (default: 3; all with --id-gt, --id-gte or --since).", show_default=False)]
-Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt or response holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
+Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt, response or template name holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
 Template = Annotated[Optional[str], typer.Option("--template", help="Only answers made with this template (aigc run NAME, --template NAME); each logs its template_digest too.")]

@@ -230,9 +230,16 @@ def import_(
 
 
 @templates_app.command()
-def path() -> None:
-    """The user template directory (templates there override built-ins of the same name)."""
-    ui.result(str(templates.user_dir()))
+def path(
+    every: Annotated[bool, typer.Option("--all", help="Every directory searched, the first found winning: PATH, a tab, and whose (yours, AIGC_TEMPLATES_PATH, plugin NAME, built-in), with ', missing' where it does not exist.")] = False,
+) -> None:
+    """The user template directory (templates there override built-ins of the same name); --all: the whole search order."""
+    if not every:
+        ui.result(str(templates.user_dir()))
+        return
+    whose = {"user": "yours", "env": "AIGC_TEMPLATES_PATH", "builtin": "built-in"}
+    rows = [f"{directory}\t{whose.get(source, f'plugin {source}')}{'' if directory.is_dir() else ', missing'}" for source, directory in reversed(templates.template_dirs())]
+    ui.result("\n".join(rows))
 
 
 def register(app: typer.Typer) -> None:

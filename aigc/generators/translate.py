@@ -513,6 +513,15 @@ class TranslateGenerator(Generator):
     def forward(self, prepared: dict[str, Any], opts: TranslateOptions, sampling: dict[str, Any]) -> dict[str, Any]:
         segments = [segment for chunk in prepared["chunks"] for segment in chunk]
         template = templates.get_template(opts.template)  # found once, not for every sentence
+        try:
+            self._translate_all(segments, opts, sampling, template)
+        finally:
+            if self.checkpoint is not None:
+                self.checkpoint.release()
+        return prepared
+
+    def _translate_all(self, segments: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> None:
+        """Translate `segments` in place (those an interrupted run kept taken up), keeping each group's translations."""
         done = self._resumed(segments, opts, sampling, template)
         places = {id(segment): at for at, segment in enumerate(segments)}
         self.progress(len(done), len(segments), "translating")
@@ -523,7 +532,6 @@ class TranslateGenerator(Generator):
             if self.checkpoint is not None and len(done) < len(segments):  # none is needed after the last
                 self.checkpoint.keep([{"at": places[id(s)], "translation": s.translation, "cut_off": s.cut_off, "empty": s.empty} for s in group])
             self.progress(len(done), len(segments), "translating")
-        return prepared
 
     def _resumed(self, segments: list[_Segment], opts: TranslateOptions, sampling: dict[str, Any], template: template_files.Template) -> set[int]:
         """The places of the segments whose translations `checkpoint` kept from an interrupted run of

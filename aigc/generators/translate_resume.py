@@ -5,7 +5,10 @@ than asking the model again.
 A run's translations are one JSON Lines file in `~/.cache/aigc/translate/` (readable by its owner
 only), named by a digest of all they depend on; the file goes once the run's result is written, and
 of the files interrupted runs left, the `KEPT_RUNS` used last are kept. A checkpoint that cannot be
-written is one `AigcWarning`, and the run goes on without it.
+written is one `AigcWarning`, and the run goes on without it. A run holds its file's lock
+(`locks.held`) while it translates: a second run of the same document and settings meanwhile
+does not wait for it but translates all of it, with one `AigcWarning`, neither reading nor writing
+that file.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import config
-from ..errors import AigcWarning
+from .. import config, locks
+from ..errors import AigcWarning, BadInputError
 
 VERSION = 1  # bump when what a translation depends on changes outside the key's parts
 KEPT_RUNS = 16  # interrupted runs' files kept, those used last
@@ -35,12 +38,16 @@ class Checkpoint:
         self.kept = 0  # sentences whose translation the file holds
         self.total = 0
         self.broken = False
+        self.busy = False  # another process holds the run's file: this run neither reads nor writes it
+        self._lock = contextlib.ExitStack()  # the run's file held, from start to release
 
     def start(self, key: list[Any], total: int) -> dict[int, dict[str, Any]]:
         """What an earlier run with this `key` (all that the translations depend on) kept, by place."""
         made = json.dumps([VERSION, *key], ensure_ascii=False, default=str)
         self.path = self.directory / (hashlib.sha256(made.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".jsonl")
         self.total, found = total, {}
+        if not self._hold():
+            return found
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError):  # none yet (or unreadable): every sentence is to translate
@@ -59,9 +66,30 @@ class Checkpoint:
             self.on_resume(len(found), total)
         return found
 
+    def _hold(self) -> bool:
+        """Hold the run's file; where another process holds it, warn and go on without it."""
+        self.release()  # a lock this process held for an earlier run
+        self.busy = False
+        with contextlib.suppress(OSError):  # its lock beside it, where every run looks for it
+            self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.enter_context(locks.held(self.path))
+        except BadInputError:
+            self.busy = True
+            warnings.warn(
+                f"another aigc is translating this text with the same model and settings, keeping its translations in {self.path}; "
+                "this run translates all of it, without resuming from or adding to them", AigcWarning, stacklevel=3,
+            )
+            return False
+        return True
+
+    def release(self) -> None:
+        """Let go of the run's file (its translations stay, for a run to resume): the run has stopped."""
+        self._lock.close()
+
     def keep(self, entries: list[dict[str, Any]]) -> None:
         """Add translations (`{"at", "translation", ...}`) to the run's file, made on the first."""
-        if self.broken or not entries or self.path is None:
+        if self.broken or self.busy or not entries or self.path is None:
             return
         try:
             if not self.path.exists():
@@ -80,9 +108,11 @@ class Checkpoint:
         self.kept += len(entries)
 
     def finish(self) -> None:
-        """The run's result is written: its translations are not needed again."""
-        if self.path is not None:
-            with contextlib.suppress(OSError):
+        """The run's result is written: its translations are not needed again (unless another run
+        took them up meanwhile)."""
+        self.release()
+        if self.path is not None and not self.busy:
+            with contextlib.suppress(OSError, BadInputError), locks.held(self.path):
                 self.path.unlink(missing_ok=True)
 
 

@@ -1410,6 +1410,34 @@ def test_offline_hub_id_fails_fast_and_says_how_to_use_a_local_copy(monkeypatch)
     assert not any(line.startswith("downloading") for line in lines)
 
 
+def test_templates_path_all_lists_every_directory_in_lookup_order(monkeypatch, tmp_path):
+    from aigc import templates
+
+    class Team:
+        @hookimpl
+        def register_template_dirs(self, register):
+            register(str(tmp_path / "plugin"))
+
+    (tmp_path / "first").mkdir()
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", os.pathsep.join([str(tmp_path / "first"), str(tmp_path / "gone")]))
+    plugins.reset()
+    plugins.get_plugin_manager().register(Team(), name="team")
+    try:
+        listed = invoke("templates", "path", "--all")
+        alone = invoke("templates", "path").stdout
+    finally:
+        plugins.reset()
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert alone == f"{templates.user_dir()}\n"  # one line, for $(aigc templates path)
+    assert rows[:4] == [
+        [str(templates.user_dir()), "yours" if templates.user_dir().is_dir() else "yours, missing"],
+        [str(tmp_path / "first"), "AIGC_TEMPLATES_PATH"],
+        [str(tmp_path / "gone"), "AIGC_TEMPLATES_PATH, missing"],
+        [str(tmp_path / "plugin"), "plugin team, missing"],
+    ]
+    assert [str(templates.builtin_dir()), "built-in"] in rows[4:]
+
+
 def user_template(name, text):
     from aigc import templates
 

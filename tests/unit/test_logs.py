@@ -54,6 +54,19 @@ def test_query_finds_each_word_in_any_order_and_a_quoted_phrase_as_it_is():
     assert invoke("logs", "-q", "italy capital", "-r").stdout == "Rome.\n"
 
 
+def test_query_finds_the_template_name_too():
+    logs.record(entry(1, prompt="Bake bread", response="Flour, water.", options={"template": "Recipe-Card"}))
+    logs.record(entry(2, prompt="Bake a cake", response="Eggs.", options={"template": "chat"}))
+    logs.record(entry(3, prompt="recipe for soup", response="Leeks.", options={"template": 5}))  # no name: searched as text, no error
+    logs.record(entry(4, prompt="recipe notes", response="Salt.", options={}))
+    found = lambda query: [e.prompt for e in logs.entries(None, query=query)]  # noqa: E731
+    assert found("recipe-card") == ["Bake bread"]
+    assert found("card bake") == ["Bake bread"]  # one word in the template's name, one in the prompt
+    assert found("recipe") == ["Bake bread", "recipe for soup", "recipe notes"]
+    assert found("chat cake") == ["Bake a cake"] and found("chat bread") == []
+    assert invoke("logs", "-q", "recipe-card", "-r").stdout == "Flour, water.\n"
+
+
 def test_truncate_shows_each_prompt_and_response_as_one_short_line():
     document = "Bees.\n\n" + "word " * 200
     logs.record(entry(1, prompt=document, response="A short\nsummary."))

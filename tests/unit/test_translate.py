@@ -1684,6 +1684,45 @@ def test_the_command_interrupted_says_how_to_resume_and_the_same_command_resumes
     assert again.exit_code == 0 and "reused" not in again.stderr
 
 
+def test_a_second_run_of_the_same_translation_meanwhile_translates_all_and_leaves_the_first_ones_file(tmp_path):
+    from aigc.errors import AigcWarning
+    from aigc.generators.translate_resume import Checkpoint
+
+    first = Checkpoint(tmp_path)
+    assert first.start(["run"], 3) == {}
+    first.keep([{"at": 0, "translation": "X", "cut_off": False, "empty": False}])
+    kept = first.path.read_text()
+    second = Checkpoint(tmp_path, on_resume=lambda reused, total: pytest.fail("resumed from a running translation's file"))
+    with pytest.warns(AigcWarning, match="another aigc is translating this text with the same model and settings.*without resuming from or adding to them"):
+        assert second.start(["run"], 3) == {}
+    second.keep([{"at": 1, "translation": "Y", "cut_off": False, "empty": False}])
+    second.finish()
+    assert first.path.read_text() == kept and second.kept == 0  # neither written to nor removed
+    first.keep([{"at": 2, "translation": "Z", "cut_off": False, "empty": False}])
+    first.release()  # the first run stopped: a third resumes from all it kept
+    assert sorted(Checkpoint(tmp_path).start(["run"], 3)) == [0, 2]
+
+
+def test_the_command_run_twice_at_once_warns_and_the_second_neither_resumes_nor_removes_the_file(monkeypatch, tmp_path):
+    from aigc import config, locks
+
+    doc, out = tmp_path / "doc.md", tmp_path / "out.md"
+    doc.write_text("\n\n".join(" ".join(f"Sentence {j} of part {i}." for j in range(30)) for i in range(2)))
+    engine = StopsAfter(1)
+    monkeypatch.setattr(TranslateGenerator, "engine", property(lambda self: engine))
+    assert runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)]).exit_code == 130
+    [kept] = (config.cache_dir() / "translate").glob("*.jsonl")
+    before = kept.read_text()
+    engine = EchoEngine()
+    with locks.held(kept):  # another aigc translating it now
+        busy = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert busy.exit_code == 0 and "another aigc is translating this text" in busy.stderr and "reused" not in busy.stderr
+    assert sum(len(prompts) for prompts, _ in engine.calls) == 60 and kept.read_text() == before  # all of it; the file as it was
+    engine = EchoEngine()
+    resumed = runner.invoke(app, ["translate", str(doc), "--to", "fr", "-o", str(out)])
+    assert resumed.exit_code == 0 and f"{ROWS} of 60 sentences reused from an interrupted run" in resumed.stderr and not kept.exists()
+
+
 def test_the_checkpoints_of_interrupted_runs_are_bounded_and_an_unwritable_one_is_one_warning(tmp_path):
     from aigc.errors import AigcWarning
     from aigc.generators.translate_resume import KEPT_RUNS, Checkpoint
@@ -1692,6 +1731,7 @@ def test_the_checkpoints_of_interrupted_runs_are_bounded_and_an_unwritable_one_i
         checkpoint = Checkpoint(tmp_path)
         checkpoint.start(["run", run], 2)
         checkpoint.keep([{"at": 0, "translation": "X", "cut_off": False, "empty": False}])
+        checkpoint.release()  # the run stopped, as the generator's does
     assert len(list(tmp_path.glob("*.jsonl"))) == KEPT_RUNS
     assert Checkpoint(tmp_path).start(["run", KEPT_RUNS + 3], 2) == {0: {"at": 0, "translation": "X", "cut_off": False, "empty": False}}  # the latest kept
     (tmp_path / "file").write_text("")
