@@ -156,6 +156,27 @@ def test_the_cli_runs_on_a_plugins_engine_and_lists_its_scheme(pm, monkeypatch, 
     assert wrong.exit_code == 2 and "registered: acme: (plugin 'acme-plugin'), openai:, remote:" in wrong.output
 
 
+class NeverMade:
+    @hookimpl
+    def register_engines(self, register):
+        def make(location):
+            raise AssertionError(f"serve made an engine for {location} before refusing it")
+
+        register("acme", make)
+
+
+def test_serve_refuses_a_plugin_engines_model_before_making_its_engine(pm, monkeypatch, tmp_path):
+    pytest.importorskip("fastapi")
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(NeverMade(), name="acme-plugin")
+    result = CliRunner().invoke(app, ["serve", "-m", "acme:x", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "Error: acme:x runs on the engine of plugin 'acme-plugin', with no local weights to serve; "
+        "serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
+    )
+
+
 class AliasPlugin:
     @hookimpl
     def register_engines(self, register):
