@@ -393,6 +393,12 @@ class OpenAIEngine:
             message = None
         message = message or exc.reason
         where = f"{self.base_url} answered {exc.code}"
+        path = urllib.parse.urlsplit(exc.geturl()).path
+        if exc.code in (404, 405, 501) and path.endswith("/embeddings"):  # as scoring without prompt log-probabilities: the server's, not the input's
+            return AigcError(
+                f"{self.base_url} does not serve embeddings (POST {path} answered {exc.code}: {message}); "
+                "use a local model, or a server that serves them on /v1/embeddings, such as vLLM with an embedding model, ollama or aigc serve"
+            )
         if exc.code in (401, 403) and self.key and not keeps_key(self.base_url, exc.geturl()):
             return BadInputError(f"{where} from {exc.geturl()}, another origin it redirected to, which the API key is not sent to; if that is the server, give its URL")
         if exc.code in (401, 403):
