@@ -76,8 +76,8 @@ def test_the_key_keeps_to_the_scheme_host_and_port_or_their_https():
 
 @pytest.fixture
 def service():
-    """A server on this machine that lists the model `m` on GET /v1/models and answers every other
-    request with `answers[path]`'s (status, body), else 404 as FastAPI's {"detail": "Not Found"};
+    """A server on this machine that answers a request with `answers[path]`'s (status, body), else lists
+    the model `m` on /v1/models and answers 404 as FastAPI's {"detail": "Not Found"};
     `methods` the verbs it implements at all (http.server's 501 for the others)."""
     started = []
 
@@ -89,7 +89,8 @@ def service():
             def _answer(self):
                 server.seen.append((self.command, self.path))
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, answer = (200, {"data": [{"id": "m"}]}) if self.path == "/v1/models" else (answers or {}).get(self.path, (404, {"detail": "Not Found"}))
+                found = {"/v1/models": (200, {"data": [{"id": "m"}]}), **(answers or {})}
+                status, answer = found.get(self.path, (404, {"detail": "Not Found"}))
                 body = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -130,3 +131,17 @@ def test_embedding_on_a_server_without_embeddings_says_it_serves_none_as_classif
     result = CliRunner().invoke(app, ["embed", "hello", "-m", f"openai:{url}#m"])
     assert result.exit_code == 1 and "does not serve embeddings (POST /v1/embeddings answered 404: Not Found)" in result.stderr
     assert ("POST", "/v1/embeddings") in server.seen
+
+
+def test_a_server_that_is_no_openai_api_is_named_so_with_the_url_form_expected(service):
+    other = service(methods=())  # http.server's 501 "Unsupported method ('GET')"
+    with pytest.raises(BadInputError) as caught:
+        OpenAIEngine(f"http://127.0.0.1:{other.server_port}/v1", "m")
+    assert str(caught.value) == (
+        f"http://127.0.0.1:{other.server_port}/v1 answered 501 to GET /v1/models: Unsupported method ('GET'); "
+        "it does not look like an OpenAI-compatible API, which answers GET /v1/models and POST /v1/chat/completions. "
+        "Give the API's base URL, such as openai:http://HOST:PORT/v1#MODEL"
+    )
+    posts_only = service(answers={"/infer/models": (405, {"detail": "Method Not Allowed"})})
+    with pytest.raises(BadInputError, match=r"answered 405 to GET /infer/models: Method Not Allowed; it does not look like an OpenAI-compatible API"):
+        OpenAIEngine(f"http://127.0.0.1:{posts_only.server_port}/infer", "m")
