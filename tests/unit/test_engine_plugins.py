@@ -211,6 +211,19 @@ def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_pa
     assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("engine", None, "acme-plugin")
 
 
+def test_models_list_shows_the_plugin_that_added_each_alias(pm, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(AliasPlugin(), name="acme-plugin")
+    assert CliRunner().invoke(app, ["models", "alias", "mine", "acme:mine"]).exit_code == 0
+    shown = CliRunner().invoke(app, ["models", "list"]).stdout.splitlines()
+    assert shown[0].split() == ["alias", "kind", "installed", "plugin", "source"]
+    cells = {line.split()[0]: line.split()[1:] for line in shown[1:]}
+    assert cells["acme-7b"] == ["engine", "-", "acme-plugin", "acme:acme-7b"]
+    assert cells["acme:LOCATION"][:3] == ["engine", "-", "acme-plugin"]
+    assert cells["mine"] == ["engine", "-", "config", "acme:mine"]  # yours, in the settings file
+    assert cells["qwen2.5-0.5b"][2:] == ["aigc", "hf:Qwen/Qwen2.5-0.5B-Instruct"]  # aigc's own
+
+
 class Parrot(EngineBase):
     """A backend that defines generate only: EngineBase gives the rest."""
 
