@@ -53,13 +53,16 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
         return
     from rich.table import Table
 
+    from ..plugins import DEFAULT_PLUGINS
+
     table = Table(box=None, pad_edge=False)
-    for column in ("alias", "kind", "installed", "source"):
+    for column in ("alias", "kind", "installed", "plugin", "source"):
         table.add_column(column)
     for row in rows:
         name = row["alias"] + {"text": " (default)", "image": " (default image)", None: ""}[row["default_for"]]
         installed = "-" if row["installed"] is None else "yes" if row["installed"] else "no"
-        table.add_row(name, row["kind"], installed, row["source"])
+        added_by = "aigc" if row["plugin"] in DEFAULT_PLUGINS else row["plugin"]  # config: the settings file's [aliases], [remotes], a default
+        table.add_row(name, row["kind"], installed, added_by, row["source"])
     ui.print_table(table)
 
 

@@ -50,7 +50,6 @@ def build(
     from ..engine.local import LocalEngine
     from ..engine.loading import load_model
     from ..engine.models import resolve
-    from ..engine.remote import OpenAIEngine
 
     backends: dict[str, Backend] = {}
     started: dict[tuple, Backend] = {}  # the same weights -> one engine and scheduler, under every name given for them
@@ -65,16 +64,33 @@ def build(
         if same is not None:  # an alias of a model already loaded
             backends[served] = dataclasses.replace(same, name=served, given=given)
             continue
+        _refuse_unlocal(ref)  # before anything loads or any server is contacted
         engine = load_model(name, device, dtype, progress=progress, quantize=quantize, trust_remote_code=trust_remote_code)
-        if isinstance(engine, OpenAIEngine):
-            raise BadInputError(f"{engine.name} is a remote model; serve runs local models (point clients at that server directly)")
         if not isinstance(engine, LocalEngine):  # `echo`, a plugin's engine: nothing to decode in batches
-            raise BadInputError(f"{engine.name} has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)")
+            raise BadInputError(f"{engine.name} has no local weights to serve; {LOCAL_ONLY}")
         if engine.name != served:  # its errors name the model as clients know it, not by its path (a copy: the loaded engine is shared)
             engine = copy.copy(engine)
             engine.name = served
         backends[served] = started[_weights(ref)] = dataclasses.replace(Backend.start(served, engine, settings), given=given)
     return create_app(backends, settings)
+
+
+LOCAL_ONLY = "serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
+
+
+def _refuse_unlocal(ref) -> None:
+    """A model with no local weights (a remote server's, a plugin engine's, `echo`) refused from its
+    reference alone: nothing loaded, no server contacted (an openai: URL's HTTP error would hide why)."""
+    from ..engine.schemes import engine_plugin
+
+    if ref.kind == "echo":
+        raise BadInputError(f"{ref.name} has no local weights to serve; {LOCAL_ONLY}")
+    if ref.kind != "remote":
+        return
+    plugin = engine_plugin(ref.engine)
+    if plugin:
+        raise BadInputError(f"{ref.name} runs on the engine of plugin {plugin!r}, with no local weights to serve; {LOCAL_ONLY}")
+    raise BadInputError(f"{ref.name} is a remote model; serve runs local models (point clients at that server directly)")
 
 
 def _served_name(ref) -> str:

@@ -156,6 +156,27 @@ def test_the_cli_runs_on_a_plugins_engine_and_lists_its_scheme(pm, monkeypatch, 
     assert wrong.exit_code == 2 and "registered: acme: (plugin 'acme-plugin'), openai:, remote:" in wrong.output
 
 
+class NeverMade:
+    @hookimpl
+    def register_engines(self, register):
+        def make(location):
+            raise AssertionError(f"serve made an engine for {location} before refusing it")
+
+        register("acme", make)
+
+
+def test_serve_refuses_a_plugin_engines_model_before_making_its_engine(pm, monkeypatch, tmp_path):
+    pytest.importorskip("fastapi")
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(NeverMade(), name="acme-plugin")
+    result = CliRunner().invoke(app, ["serve", "-m", "acme:x", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "Error: acme:x runs on the engine of plugin 'acme-plugin', with no local weights to serve; "
+        "serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
+    )
+
+
 class AliasPlugin:
     @hookimpl
     def register_engines(self, register):
@@ -188,6 +209,19 @@ def test_a_plugins_model_alias_may_name_an_engines_model(pm, monkeypatch, tmp_pa
         resolve("bad-url")
     listed = {row["alias"]: row for row in json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)}
     assert (listed["acme-7b"]["kind"], listed["acme-7b"]["installed"], listed["acme-7b"]["plugin"]) == ("engine", None, "acme-plugin")
+
+
+def test_models_list_shows_the_plugin_that_added_each_alias(pm, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    pm.register(AliasPlugin(), name="acme-plugin")
+    assert CliRunner().invoke(app, ["models", "alias", "mine", "acme:mine"]).exit_code == 0
+    shown = CliRunner().invoke(app, ["models", "list"]).stdout.splitlines()
+    assert shown[0].split() == ["alias", "kind", "installed", "plugin", "source"]
+    cells = {line.split()[0]: line.split()[1:] for line in shown[1:]}
+    assert cells["acme-7b"] == ["engine", "-", "acme-plugin", "acme:acme-7b"]
+    assert cells["acme:LOCATION"][:3] == ["engine", "-", "acme-plugin"]
+    assert cells["mine"] == ["engine", "-", "config", "acme:mine"]  # yours, in the settings file
+    assert cells["qwen2.5-0.5b"][2:] == ["aigc", "hf:Qwen/Qwen2.5-0.5B-Instruct"]  # aigc's own
 
 
 class Parrot(EngineBase):

@@ -72,3 +72,76 @@ def test_the_key_keeps_to_the_scheme_host_and_port_or_their_https():
     for other in ("https://h:8000/v1", "http://h:8001/v1", "http://h.evil/v1", "http://h@evil/v1"):
         assert not keeps_key("http://h:8000/v1", other), other
     assert not keeps_key("https://h/v1", "http://h/v1")  # to plain http
+
+
+@pytest.fixture
+def service():
+    """A server on this machine that answers a request with `answers[path]`'s (status, body), else lists
+    the model `m` on /v1/models and answers 404 as FastAPI's {"detail": "Not Found"};
+    `methods` the verbs it implements at all (http.server's 501 for the others)."""
+    started = []
+
+    def start(answers=None, methods=("GET", "POST")):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                server.seen.append((self.command, self.path))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                found = {"/v1/models": (200, {"data": [{"id": "m"}]}), **(answers or {})}
+                status, answer = found.get(self.path, (404, {"detail": "Not Found"}))
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        for method in methods:
+            setattr(Handler, f"do_{method}", Handler._answer)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.seen = []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_embedding_on_a_server_without_embeddings_says_it_serves_none_as_classify_says_it_cannot_score(service, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.errors import AigcError
+
+    monkeypatch.setenv("AIGC_CONFIG_DIR", str(tmp_path))
+    server = service()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    with pytest.raises(AigcError) as caught:
+        OpenAIEngine(url, "m").embed(["hello"])
+    assert not isinstance(caught.value, BadInputError)  # the server's lack, not the input's: exit 1, as classify's
+    assert str(caught.value) == (
+        f"{url} does not serve embeddings (POST /v1/embeddings answered 404: Not Found); "
+        "use a local model, or a server that serves them on /v1/embeddings, such as vLLM with an embedding model, ollama or aigc serve"
+    )
+    result = CliRunner().invoke(app, ["embed", "hello", "-m", f"openai:{url}#m"])
+    assert result.exit_code == 1 and "does not serve embeddings (POST /v1/embeddings answered 404: Not Found)" in result.stderr
+    assert ("POST", "/v1/embeddings") in server.seen
+
+
+def test_a_server_that_is_no_openai_api_is_named_so_with_the_url_form_expected(service):
+    other = service(methods=())  # http.server's 501 "Unsupported method ('GET')"
+    with pytest.raises(BadInputError) as caught:
+        OpenAIEngine(f"http://127.0.0.1:{other.server_port}/v1", "m")
+    assert str(caught.value) == (
+        f"http://127.0.0.1:{other.server_port}/v1 answered 501 to GET /v1/models: Unsupported method ('GET'); "
+        "it does not look like an OpenAI-compatible API, which answers GET /v1/models and POST /v1/chat/completions. "
+        "Give the API's base URL, such as openai:http://HOST:PORT/v1#MODEL"
+    )
+    posts_only = service(answers={"/infer/models": (405, {"detail": "Method Not Allowed"})})
+    with pytest.raises(BadInputError, match=r"answered 405 to GET /infer/models: Method Not Allowed; it does not look like an OpenAI-compatible API"):
+        OpenAIEngine(f"http://127.0.0.1:{posts_only.server_port}/infer", "m")

@@ -3400,6 +3400,35 @@ def test_serving_the_echo_model_says_it_has_no_weights_not_that_it_is_remote():
     assert result.stderr.strip() == "Error: echo has no local weights to serve; serve runs local models (an alias such as smollm2, a model directory, a .gguf file or a hub id)"
 
 
+def test_serving_a_remote_model_is_refused_before_its_server_is_contacted():
+    import http.server
+
+    class NotOpenAI(http.server.BaseHTTPRequestHandler):  # answers any request with an error, counted
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_error(500)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    seen = []
+    remote = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotOpenAI)
+    threading.Thread(target=remote.serve_forever, daemon=True).start()
+    try:
+        name = f"openai:http://127.0.0.1:{remote.server_port}/v1#m"
+        result = CliRunner().invoke(cli, ["serve", "-m", name, "--port", str(free_port())])
+        _write_remotes(f'[remotes.far]\nurl = "http://127.0.0.1:{remote.server_port}/v1"\nmodel = "m"\n')
+        named = CliRunner().invoke(cli, ["serve", "-m", "remote:far", "--port", str(free_port())])
+    finally:
+        remote.shutdown()
+        remote.server_close()
+    assert seen == []
+    assert (result.exit_code, result.stderr.strip()) == (2, f"Error: {name} is a remote model; serve runs local models (point clients at that server directly)")
+    assert (named.exit_code, named.stderr.strip()) == (2, "Error: remote:far is a remote model; serve runs local models (point clients at that server directly)")
+
+
 def test_a_broken_user_chat_template_is_a_warning_and_the_server_takes_the_chat_generators_defaults(capsys):
     from aigc import templates
     from aigc.generators.base import get_generator
