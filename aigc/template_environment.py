@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from functools import lru_cache, wraps
 from typing import Any, Callable
 
-from .errors import AigcError, BadInputError, PluginError
+from .errors import AigcError, PluginError
 
 _built: dict[str, Any] = {}  # the environment, and the plugins it was built with
 _building = threading.RLock()  # batch workers render at once: one builds it (a hook may render)

@@ -271,14 +271,10 @@ def test_a_task_that_needs_what_a_plugin_engine_lacks_is_an_engine_error_naming_
     assert get_generator("chat", engine=complete).engine is complete  # one with every method is run as given
 
 
-class Mine:
+class Mine(Bare):
     """A caller's own engine, of some methods only, whose bug is a ValueError."""
 
     name = "mine"
-    context_length = 512
-
-    def count_tokens(self, prompt):
-        return 3
 
     def generate(self, prompts, params):
         raise ValueError("my bug")

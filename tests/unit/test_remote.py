@@ -13,10 +13,26 @@ KEY = "sk-REMOTEKEY-123"
 
 
 @pytest.fixture
-def servers():
+def serving():
+    """Starts `server_class` on a free port of this machine, in a thread; each is shut after the test."""
+    started = []
+
+    def serve(server_class, handler):
+        server = server_class(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield serve
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def servers(serving):
     """A maker of servers on this machine, each in a thread: a path in its `to` is a 302 to the URL
     given there, one in its `refused` a 401, any other the model list; each records (path, Authorization)."""
-    started = []
 
     def start():
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -39,16 +55,11 @@ def servers():
                 self.end_headers()
                 self.wfile.write(body)
 
-        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        server = serving(http.server.HTTPServer, Handler)
         server.seen, server.to, server.refused = [], {}, set()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def test_the_api_key_follows_a_redirect_only_within_its_origin(servers):
@@ -75,11 +86,10 @@ def test_the_key_keeps_to_the_scheme_host_and_port_or_their_https():
 
 
 @pytest.fixture
-def service():
+def service(serving):
     """A server on this machine that answers a request with `answers[path]`'s (status, body), else lists
     the model `m` on /v1/models and answers 404 as FastAPI's {"detail": "Not Found"};
     `methods` the verbs it implements at all (http.server's 501 for the others)."""
-    started = []
 
     def start(answers=None, methods=("GET", "POST")):
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -100,16 +110,11 @@ def service():
 
         for method in methods:
             setattr(Handler, f"do_{method}", Handler._answer)
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = serving(http.server.ThreadingHTTPServer, Handler)
         server.seen = []
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def test_embedding_on_a_server_without_embeddings_says_it_serves_none_as_classify_says_it_cannot_score(service, tmp_path, monkeypatch):
