@@ -247,7 +247,6 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
     return "".join(seen), reason
 
 
-
 class _Lines:
     """Progress as plain lines on stderr where it is no terminal (a log, nohup, CI), as tqdm's
     `mininterval` but for logs: a line at most every `PLAIN_EVERY` seconds, the first only once the

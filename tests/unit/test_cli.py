@@ -1075,7 +1075,6 @@ def test_a_global_option_after_the_command_works_as_before_it(args, verbosity, t
     assert (ui.settings.verbosity, config.given_threads) == (verbosity, threads)
 
 
-
 def test_ollamas_verbose_after_the_command_is_aigcs_with_a_note_on_stats():
     note = "--verbose is aigc's -v here (more detail on stderr); --stats prints token counts and tokens/s, as ollama's --verbose"
     result = invoke("chat", "-m", "echo", "--no-log", "hi", "--verbose")  # as `ollama run MODEL --verbose`

@@ -722,7 +722,6 @@ def test_old_turns_are_dropped_to_fit_in_a_few_token_counts_however_long_the_con
     assert kept == system + fitting[0]  # the longest tail that fits, starting at a user message
 
 
-
 def _said(role, text):
     return {"role": role, "content": text}
 

@@ -777,7 +777,6 @@ def test_every_later_clash_is_caught_while_removed_commands_are_freed(pm):
     assert CliRunner().invoke(app, ["hello"]).stdout == "hello from p0\n"
 
 
-
 def test_a_command_typer_cannot_build_is_dropped_and_recorded_and_the_cli_still_works(pm):
     import functools
 

@@ -276,8 +276,6 @@ def test_json_output_holds_the_subtitle_file(echo, tmp_path):
     assert json.loads(result.stdout)["translation"] == SRT_TRANSLATED.rstrip("\n")
 
 
-
-
 # --- YouTube SBV ---------------------------------------------------------------------------
 
 SBV = """0:00:00.599,0:00:02.500

@@ -519,7 +519,6 @@ def test_a_csv_glossary_is_read_as_every_other_csv(tmp_path):
         load_glossary(path)
 
 
-
 @pytest.mark.parametrize(
     "header",
     ["Source\tTarget", "TERM\tTranslation", "src\ttgt", "Word\tTranslation", "Source term\tTarget term", "source_term\ttarget_term",
