@@ -193,7 +193,8 @@ class BusyError(BadInputError):
 
 
 class ConversationOpenError(BusyError):
-    """A conversation to delete is open in a running `aigc chat`; nothing was deleted."""
+    """A conversation is open in a running `aigc chat` (or a `ChatSession`): a second chat on it, or
+    deleting it (nothing was deleted), must wait for that one to end."""
 
 
 class ConversationDeletedError(BadInputError):

@@ -148,7 +148,7 @@ def lookup(value: str) -> Language:
 
 
 def for_option(option: str, value: str) -> Language:
-    """`lookup`, with an unknown language an `OptionError` naming the option (translate's `--to`, summarize's `--language`)."""
+    """`lookup`, with an unknown language an `OptionError` naming the option (translate's `--to`, summarize's and headline's `--language`)."""
     try:
         return lookup(value)
     except BadInputError as exc:
