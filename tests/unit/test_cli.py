@@ -1425,6 +1425,7 @@ def test_templates_path_all_lists_every_directory_in_lookup_order(monkeypatch, t
     try:
         listed = invoke("templates", "path", "--all")
         alone = invoke("templates", "path").stdout
+        as_json = json.loads(invoke("templates", "path", "--all", "--json").stdout)
     finally:
         plugins.reset()
     rows = [line.split("\t") for line in listed.stdout.splitlines()]
@@ -1436,6 +1437,12 @@ def test_templates_path_all_lists_every_directory_in_lookup_order(monkeypatch, t
         [str(tmp_path / "plugin"), "plugin team, missing"],
     ]
     assert [str(templates.builtin_dir()), "built-in"] in rows[4:]
+    assert as_json[1:4] == [
+        {"path": str(tmp_path / "first"), "whose": "AIGC_TEMPLATES_PATH", "exists": True},
+        {"path": str(tmp_path / "gone"), "whose": "AIGC_TEMPLATES_PATH", "exists": False},
+        {"path": str(tmp_path / "plugin"), "whose": "plugin team", "exists": False},
+    ]
+    assert [[row["path"], row["whose"] + ("" if row["exists"] else ", missing")] for row in as_json] == rows  # the same order as --all
 
 
 def user_template(name, text):
