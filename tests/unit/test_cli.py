@@ -486,7 +486,7 @@ def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
         assert result.exit_code == 0 and json.loads(result.stdout), result.output
     code, lines = bad(*command, "-m", "no-such-model", input="Bees make honey in the city.\n")
     assert code == 2 and lines[-1].startswith("Error: unknown model 'no-such-model'"), lines  # the text was taken: the model is next
-    give = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
+    give = "an article with some text in it (.txt, .md or .html, or .srt/.vtt/.sbv/.ass/.ssa subtitles), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
     assert bad(*command, "-m", "no-such-model", input="") == (2, [f"Error: standard input is empty; give {give}"])  # stdin was read
 
 
