@@ -24,6 +24,7 @@ _SECTION = re.compile(r"[ \t]*\[([^\]\n]+)\][ \t]*")
 _BLOCK = re.compile(r"\{[^{}]*\}")  # an override block or a comment
 _BREAK = re.compile(r"(\\[Nn])")
 _DRAWING = re.compile(r"\\p(\d+)")  # \p1 starts drawing commands, \p0 ends them (not \pos, \pbo)
+_UNESCAPED_BRACE = re.compile(r"(?<!\\)[{}]") # a brace in a translation, shown as `\\{` / `\\}`
 _KARAOKE = re.compile(r"\\[kK][fo]?\d")
 _TIME = re.compile(r"[ \t]*\d+:\d{1,2}:\d{1,2}(?:\.\d+)?[ \t]*")
 _FORMAT = "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"
@@ -137,14 +138,16 @@ def cue_texts(text: str, name: str = "the text") -> list[tuple[str | None, str, 
 class _DialogueBlock(_CueBlock):
     """A Dialogue line: its fields before the text as they are, then the text's lines with its own
     breaks between, in order (`\\N` hard, `\\n` soft; for a line more, `\\N`, or `\\n` where it had
-    only those), and its hard spaces (sent as no-break spaces) as `\\h`."""
+    only those), its hard spaces (sent as no-break spaces) as `\\h`, and the braces of its translations
+    escaped (`\\{`, `\\}`), as libass shows them, lest they open an override block."""
 
     fields: str = ""
     line_breaks: list[str] = field(default_factory=list)
 
     def render(self, translations: list[str]) -> str:
         kept, more = iter(self.line_breaks), "\\n" if set(self.line_breaks) == {"\\n"} else "\\N"
-        text = re.sub("\n", lambda _: next(kept, more), super().render(translations))
+        escaped = [_UNESCAPED_BRACE.sub(r"\\\g<0>", t) for t in translations]
+        text = re.sub("\n", lambda _: next(kept, more), super().render(escaped))
         return self.fields + text.replace("\u00a0", "\\h")
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import ui
+from .. import subtitles, ui
 from ..errors import BadInputError
 from ..textio import read_document
 from ..writing import output_target
@@ -13,7 +13,7 @@ from . import complete, examples
 from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
 
-ARTICLE = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT"  # in place of an empty or binary one
+ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
 
 
 @generation_options(logged=True)

@@ -232,14 +232,18 @@ def import_(
 @templates_app.command()
 def path(
     every: Annotated[bool, typer.Option("--all", help="Every directory searched, the first found winning: PATH, a tab, and whose (yours, AIGC_TEMPLATES_PATH, plugin NAME, built-in), with ', missing' where it does not exist.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print every directory searched, in that order, as a JSON list of {"path", "whose", "exists"} (as --all).')] = False,
 ) -> None:
     """The user template directory (templates there override built-ins of the same name); --all: the whole search order."""
-    if not every:
+    if not (every or as_json):
         ui.result(str(templates.user_dir()))
         return
-    whose = {"user": "yours", "env": "AIGC_TEMPLATES_PATH", "builtin": "built-in"}
-    rows = [f"{directory}\t{whose.get(source, f'plugin {source}')}{'' if directory.is_dir() else ', missing'}" for source, directory in reversed(templates.template_dirs())]
-    ui.result("\n".join(rows))
+    names = {"user": "yours", "env": "AIGC_TEMPLATES_PATH", "builtin": "built-in"}
+    rows = [{"path": str(directory), "whose": names.get(source, f"plugin {source}"), "exists": directory.is_dir()} for source, directory in reversed(templates.template_dirs())]
+    if as_json:
+        ui.result(json.dumps(readable_json(rows), indent=2, ensure_ascii=False))
+        return
+    ui.result("\n".join(f"{row['path']}\t{row['whose']}{'' if row['exists'] else ', missing'}" for row in rows))
 
 
 def register(app: typer.Typer) -> None:

@@ -486,7 +486,7 @@ def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
         assert result.exit_code == 0 and json.loads(result.stdout), result.output
     code, lines = bad(*command, "-m", "no-such-model", input="Bees make honey in the city.\n")
     assert code == 2 and lines[-1].startswith("Error: unknown model 'no-such-model'"), lines  # the text was taken: the model is next
-    give = "an article with some text in it (.txt, .md or .html), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
+    give = "an article with some text in it (.txt, .md or .html, or .srt/.vtt/.sbv/.ass/.ssa subtitles), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
     assert bad(*command, "-m", "no-such-model", input="") == (2, [f"Error: standard input is empty; give {give}"])  # stdin was read
 
 
@@ -1424,6 +1424,7 @@ def test_templates_path_all_lists_every_directory_in_lookup_order(monkeypatch, t
     try:
         listed = invoke("templates", "path", "--all")
         alone = invoke("templates", "path").stdout
+        as_json = json.loads(invoke("templates", "path", "--all", "--json").stdout)
     finally:
         plugins.reset()
     rows = [line.split("\t") for line in listed.stdout.splitlines()]
@@ -1435,6 +1436,12 @@ def test_templates_path_all_lists_every_directory_in_lookup_order(monkeypatch, t
         [str(tmp_path / "plugin"), "plugin team, missing"],
     ]
     assert [str(templates.builtin_dir()), "built-in"] in rows[4:]
+    assert as_json[1:4] == [
+        {"path": str(tmp_path / "first"), "whose": "AIGC_TEMPLATES_PATH", "exists": True},
+        {"path": str(tmp_path / "gone"), "whose": "AIGC_TEMPLATES_PATH", "exists": False},
+        {"path": str(tmp_path / "plugin"), "whose": "plugin team", "exists": False},
+    ]
+    assert [[row["path"], row["whose"] + ("" if row["exists"] else ", missing")] for row in as_json] == rows  # the same order as --all
 
 
 def user_template(name, text):

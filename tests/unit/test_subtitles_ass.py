@@ -131,6 +131,14 @@ def test_empty_lines_in_a_dialogue_stay_where_they_are():
     assert translate(text)[0]["translation"] == text.replace("I went\\N\\Nto the sea", "I WENT\\N\\NTO THE SEA")
 
 
+def test_braces_in_a_translation_are_escaped_and_the_tags_kept():
+    line = "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,{\\i1}Use the set{\\i0} of all sets."
+    block = subtitles_ass.translation_blocks(HEAD + line)[-1]
+    assert block.texts == ["Use the set", "of all sets."]
+    rendered = block.render(["Utilise {a, b}", "de \\{x\\} }"])  # a brace already escaped stays as it is
+    assert rendered == "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,{\\i1}Utilise \\{a, b\\}{\\i0} de \\{x\\} \\}"
+
+
 def test_a_malformed_ass_file_is_an_error_naming_its_line_before_the_model_loads(echo, tmp_path):
     doc = tmp_path / "bad.ass"
     doc.write_text("[Script Info]\nTitle: x\n\n[Events]\nDialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,Hi, there.\n")
