@@ -434,9 +434,9 @@ class Generator:
         """Reject a batch row's input (`batch_input`) these options cannot run, before any model is
         loaded (a template with nowhere to put the text, say); raises `BadInputError`."""
 
-    def check_each(self, inputs: list) -> None:
-        """`check_inputs` on each of many inputs; an error names the input's position."""
-        for number, item in enumerate(inputs):
+    def check_each(self, inputs: list, first: int = 0) -> None:
+        """`check_inputs` on each of many inputs; an error names the input's position (counted from `first`)."""
+        for number, item in enumerate(inputs, first):
             try:
                 self.check_inputs(item)
             except AigcError as exc:
@@ -526,9 +526,8 @@ class Generator:
                 number = done + len(rows)
                 if lazy and on_error == "stop":
                     try:
-                        self.check_inputs(item)
+                        self.check_each([item], first=number)
                     except AigcError as exc:
-                        exc.at, exc.index = f"input {number}", number
                         invalid = exc
                         break
                 rows.append(Row(number, number, {}, input=item, given=True))
