@@ -257,7 +257,7 @@ def _changed_since(name: str) -> str:
     source = getattr(templates.scan()[0].get(name), "source", "user")
     if source == "builtin":
         return "and aigc's built-in one has changed since (aigc was upgraded, or an override of yours was removed)"
-    if source not in ("user", "env"):
+    if source not in ("user", "env", "config"):
         return f"and plugin {source!r}'s has changed since (the plugin was upgraded, or an override of yours was removed)"
     return "edited since"
 

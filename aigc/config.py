@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
-SETTINGS = ("default_model", "default_image_model", "logs", "threads", "remotes", "aliases", "serve")  # the top-level keys of config.toml
+SETTINGS = ("default_model", "default_image_model", "logs", "threads", "templates_path", "remotes", "aliases", "serve")  # the top-level keys of config.toml
 _reported: set[tuple[str, str]] = set()  # (file, key) of unknown settings already warned about
 
 
@@ -63,7 +63,7 @@ def load_settings() -> dict:
     path = settings_file()
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none there (an AIGC_CONFIG_DIR under a file: what writes there says so)
         return {}
     except OSError as exc:
         raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -264,6 +264,20 @@ def env_threads() -> int | None:
 
 def debug() -> bool:
     return os.environ.get("AIGC_DEBUG", "") not in ("", "0")
+
+
+def templates_path() -> list[Path]:
+    """`templates_path` in the settings file: directories of templates, searched after `AIGC_TEMPLATES_PATH`'s
+    (a TOML list of strings, the first winning; `~` is expanded, and a relative one is from the file's
+    directory); [] when unset."""
+    from .errors import BadInputError
+
+    value = load_settings().get("templates_path")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(entry, str) and entry for entry in value):
+        raise BadInputError(f"templates_path in {settings_file()} must be a list of directories in quotes (templates_path = [\"~/team-prompts\"]); fix it or remove the line")
+    return [settings_file().parent / Path(entry).expanduser() for entry in value]
 
 
 def model_aliases() -> dict[str, str]:

@@ -225,7 +225,7 @@ def remove_template(name: str) -> tuple[Path, Template | None]:
         found = scan()[0].get(name)
         if found is None:
             raise UnknownTemplateError(f"no template {name!r} of yours to remove in {user_dir()}; see `aigc templates list`")
-        where = {"env": "it is in AIGC_TEMPLATES_PATH", "builtin": "it is built in"}.get(found.source, f"it comes with plugin {found.source!r}")
+        where = {"env": "it is in AIGC_TEMPLATES_PATH", "config": "it is in templates_path (config.toml)", "builtin": "it is built in"}.get(found.source, f"it comes with plugin {found.source!r}")
         raise BadInputError(f"no template {name!r} of yours to remove in {user_dir()}: {where} ({found.path}), with no override of yours; only your own templates can be removed")
     own.unlink()
     _drop_draft(draft)

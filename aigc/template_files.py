@@ -21,7 +21,8 @@ from .template_environment import compile_text, environment, templates_named, va
 SUFFIX = ".j2"
 PATTERN = "system.md"  # fabric's pattern: a directory NAME/ holding its system prompt, plain Markdown
 PATTERN_USER = "user.md"  # beside it, optional: text put before the input
-OVERRIDING = ("builtin", "user", "env")  # sources whose templates override earlier ones of the same name
+OVERRIDING = ("builtin", "user", "env", "config")  # sources whose templates override earlier ones of the same name
+OWN = ("user", "env", "config")  # sources of the user's templates: their own directory, AIGC_TEMPLATES_PATH's and templates_path's (config.toml)
 
 
 def foreign_host(model: str) -> str | None:
@@ -43,7 +44,7 @@ _following: ContextVar[frozenset[str]] = ContextVar("aigc_following_includes", d
 class Template:
     name: str
     path: Path
-    source: str  # plugin name, "user" or "env"
+    source: str  # plugin name, "builtin", "user", "env" (AIGC_TEMPLATES_PATH), "config" (templates_path in config.toml) or "file"
     body: str
     description: str = ""
     system: str | None = None

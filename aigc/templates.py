@@ -18,10 +18,11 @@ its system prompt and the input its message (after the text of its `user.md`, if
 but for fabric's `{{input}}` (where the input goes: a `system.md` holding it is then the one message)
 and `{{name}}` (a variable), as `template_files` reads them.
 
-Directories are searched in order (built-ins, plugins, `AIGC_TEMPLATES_PATH`'s from its last to its
-first, then the user's); a later directory overrides a template of the same name from an earlier one,
-so your own come first and then AIGC_TEMPLATES_PATH's in the order given, as PATH's, except that two
-plugins' templates of one name clash (the first stays). A path to a `.j2` file names that file.
+Directories are searched in order (built-ins, plugins, `templates_path`'s in config.toml and then
+`AIGC_TEMPLATES_PATH`'s, each from its last to its first, then the user's); a later directory overrides
+a template of the same name from an earlier one, so your own come first, then AIGC_TEMPLATES_PATH's
+in the order given, as PATH's, then templates_path's, except that two plugins' templates of one name
+clash (the first stays). A path to a `.j2` file names that file.
 A file is read in `template_files` and rendered in `template_environment`'s sandbox;
 `template_edits` starts, edits and removes the user's own.
 """
@@ -41,7 +42,7 @@ from typing import Any
 from . import config
 from .errors import AigcError, AigcNote, AigcWarning, BadInputError, IncompleteInstallError, OptionError, UnknownTemplateError, option, reinstall_advice, spelt
 from .template_environment import compile_text, environment, render_bounded, variables_read
-from .template_files import OVERRIDING, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unused
+from .template_files import OVERRIDING, OWN, PATTERN, SUFFIX, Template, other_files, parse_cached, template_files, template_name, warn_unused
 
 
 @dataclass
@@ -95,22 +96,26 @@ def template_dirs() -> list[tuple[str, Path]]:
     registered = registered_template_dirs()
     dirs = [("builtin" if plugin in DEFAULT_PLUGINS else plugin, Path(path)) for path, (plugin, _) in registered.items()]
     env = [Path(entry).expanduser() for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep) if entry]
+    configured = config.templates_path()
+    for directory in configured:
+        _warn_if_missing(directory, f"templates_path in {config.settings_file()}")
     for directory in env:
-        _warn_if_missing(directory)
-    dirs += [("env", directory) for directory in reversed(env)]  # the first wins, as in PATH
+        _warn_if_missing(directory, "AIGC_TEMPLATES_PATH")
+    dirs += [("config", directory) for directory in reversed(configured)]  # the first wins, as in PATH
+    dirs += [("env", directory) for directory in reversed(env)]  # before config.toml's, as a variable overrides a setting
     dirs.append(("user", user_dir()))
     return dirs
 
 
-_missing_warned: set[Path] = set()
+_missing_warned: set[tuple[Path, str]] = set()
 
 
-def _warn_if_missing(directory: Path) -> None:
-    """An `AigcWarning`, once, for an `AIGC_TEMPLATES_PATH` entry that is no directory (a typo, or one moved)."""
-    if not directory.is_dir() and directory not in _missing_warned:
-        _missing_warned.add(directory)
+def _warn_if_missing(directory: Path, where: str) -> None:
+    """An `AigcWarning`, once, for an entry of `where` (AIGC_TEMPLATES_PATH, templates_path) that is no directory (a typo, or one moved)."""
+    if not directory.is_dir() and (directory, where) not in _missing_warned:
+        _missing_warned.add((directory, where))
         what = "is a file, not a directory" if directory.exists() else "does not exist"
-        warnings.warn(f"AIGC_TEMPLATES_PATH names {directory}, which {what}; its templates are not found", AigcWarning, stacklevel=3)
+        warnings.warn(f"{where} names {directory}, which {what}; its templates are not found", AigcWarning, stacklevel=3)
 
 
 def shadowed() -> dict[str, list[str]]:
@@ -137,7 +142,7 @@ def scan(only: str | None = None, passing: Path | None = None) -> tuple[dict[str
     plugin_of: dict[str, str] = {}  # template name -> the plugin whose directory has it
     for source, directory in template_dirs():
         if directory.is_dir():
-            if source in ("user", "env"):
+            if source in OWN:
                 _warn_of_others(directory)
             for path in template_files(directory):
                 name = template_name(path)
@@ -166,12 +171,12 @@ def plugin_templates() -> dict[Path, dict[str, bool]]:
     """The templates in use from each plugin's directory (aigc's own too), as `scan` takes them: a
     plugin's broken one is skipped (and recorded as its problem), and of two plugins' templates of
     one name the first stays. `{directory: {name: whether it replaces the built-in one of that name}}`;
-    yours and AIGC_TEMPLATES_PATH's are left out."""
+    yours, AIGC_TEMPLATES_PATH's and templates_path's are left out."""
     found: dict[Path, dict[str, bool]] = {}
     builtin: set[str] = set()
     plugin_of: dict[str, str] = {}  # template name -> the first plugin that has one (a broken one too, as in `scan`)
     for source, directory in template_dirs():
-        if source in ("user", "env") or not directory.is_dir():
+        if source in OWN or not directory.is_dir():
             continue
         for path in template_files(directory):
             name = template_name(path)
@@ -226,9 +231,9 @@ def _with_way_out(error: BadInputError, name: str, hidden: Template) -> BadInput
 
 def whose(source: str, path: Path | None = None) -> str:
     """A template's `source` in words ("the built-in one", "yours", ...), as one names the template
-    another hides or goes back to; with its `path` where it is a file of yours or in AIGC_TEMPLATES_PATH."""
-    words = {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH"}.get(source, f"the one of plugin {source!r}")
-    return f"{words} ({path})" if path is not None and source in ("user", "env") else words
+    another hides or goes back to; with its `path` where it is a file of yours, in AIGC_TEMPLATES_PATH or templates_path."""
+    words = {"builtin": "the built-in one", "user": "yours", "env": "the one in AIGC_TEMPLATES_PATH", "config": "the one in templates_path (config.toml)"}.get(source, f"the one of plugin {source!r}")
+    return f"{words} ({path})" if path is not None and source in OWN else words
 
 
 def _way_out(name: str, source: str, hidden: str, pattern: bool = False) -> str:
@@ -241,6 +246,8 @@ def _way_out(name: str, source: str, hidden: str, pattern: bool = False) -> str:
         return f"fix it with `aigc templates edit {name}`, or remove it with `aigc templates rm {name}`, going back to {back}"
     if source == "env":
         return f"make your own fixed copy with `aigc templates edit {name}`, or take its directory out of AIGC_TEMPLATES_PATH, going back to {back}"
+    if source == "config":
+        return f"make your own fixed copy with `aigc templates edit {name}`, or take its directory out of templates_path in {config.settings_file()}, going back to {back}"
     return f"make your own fixed copy with `aigc templates edit {name}`, or uninstall plugin {source!r}, going back to {back}"
 
 
@@ -368,11 +375,11 @@ def check_fills(name: str, given: set[str], task: str, flag: str = "template", c
     pattern = _own_pattern(template) and not is_path(name)
     beneath = _beneath(template) if pattern else None
     if beneath is not None and _unfilled(beneath, given, task, carries, reads) is None:
-        where = "AIGC_TEMPLATES_PATH's" if template.source == "env" else "your"
+        where = {"env": "AIGC_TEMPLATES_PATH's", "config": "templates_path's"}.get(template.source, "your")
         warnings.warn(f"{where} fabric pattern {name!r} is for `aigc run {name}`; `aigc {task}` keeps {whose(beneath.source, beneath.path)}", AigcNote, stacklevel=2)
         return TaskTemplate(name, beneath)
     hidden = shadowed().get(template.name) if template.source not in ("builtin", "file") else None
-    if pattern and not (beneath is not None and beneath.source in ("user", "env") and beneath.generator in (None, task)):
+    if pattern and not (beneath is not None and beneath.source in OWN and beneath.generator in (None, task)):
         hidden = None  # beneath it, another task's template or one not yours to fix: the flag named a template not made for this task
     if hidden:
         raise BadInputError(f"{template.label}, in {template.path}, {problem}, so {task} cannot use it; {_way_out(template.name, template.source, hidden[-1], pattern)}")
@@ -423,7 +430,7 @@ def kept_by_task(template: Template) -> tuple[str, Template] | None:
 
 def _own_pattern(template: Template) -> bool:
     """Whether `template` is a fabric pattern of yours or in AIGC_TEMPLATES_PATH (`NAME/system.md`)."""
-    return template.path.name == PATTERN and template.source in ("user", "env")
+    return template.path.name == PATTERN and template.source in OWN
 
 
 def _beneath(template: Template) -> Template | None:

@@ -84,7 +84,7 @@ def new(name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the ne
 def edit(name: Annotated[str, typer.Argument(metavar="NAME", help="Template name.", autocompletion=complete.templates)]) -> None:
     """Open a template in your editor ($VISUAL, else $EDITOR, else vi; notepad on Windows) and print its path.
 
-    Yours is opened as it is; one from AIGC_TEMPLATES_PATH, a plugin or the built-ins as your copy
+    Yours is opened as it is; one from AIGC_TEMPLATES_PATH, templates_path, a plugin or the built-ins as your copy
     (yours then overrides it); a new name from a skeleton. The edit is saved only if it passes the
     template checks: if not, on a terminal you may edit it again; otherwise it is kept aside and the
     template stays as it was."""
@@ -231,14 +231,18 @@ def import_(
 
 @templates_app.command()
 def path(
-    every: Annotated[bool, typer.Option("--all", help="Every directory searched, the first found winning: PATH, a tab, and whose (yours, AIGC_TEMPLATES_PATH, plugin NAME, built-in), with ', missing' where it does not exist.")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Every directory searched, the first found winning: PATH, a tab, and whose (yours, AIGC_TEMPLATES_PATH, templates_path in config.toml, plugin NAME, built-in), with ', missing' where it does not exist.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print every directory searched, in that order, as a JSON list of {"path", "whose", "exists"} (as --all).')] = False,
 ) -> None:
-    """The user template directory (templates there override built-ins of the same name); --all: the whole search order."""
+    """The user template directory (templates there override built-ins of the same name); --all: the whole search order.
+
+    More directories come from AIGC_TEMPLATES_PATH (separated by `:`, `;` on Windows) and, after them,
+    `templates_path = ["~/team-prompts", "prompts"]` in config.toml (a relative one is from that file's
+    directory); in each the first directory wins."""
     if not (every or as_json):
         ui.result(str(templates.user_dir()))
         return
-    names = {"user": "yours", "env": "AIGC_TEMPLATES_PATH", "builtin": "built-in"}
+    names = {"user": "yours", "env": "AIGC_TEMPLATES_PATH", "config": "templates_path in config.toml", "builtin": "built-in"}
     rows = [{"path": str(directory), "whose": names.get(source, f"plugin {source}"), "exists": directory.is_dir()} for source, directory in reversed(templates.template_dirs())]
     if as_json:
         ui.result(json.dumps(readable_json(rows), indent=2, ensure_ascii=False))

@@ -1444,6 +1444,25 @@ def test_templates_path_all_lists_every_directory_in_lookup_order(monkeypatch, t
     assert [[row["path"], row["whose"] + ("" if row["exists"] else ", missing")] for row in as_json] == rows  # the same order as --all
 
 
+def test_templates_path_all_shows_config_tomls_directories_after_aigc_templates_paths(monkeypatch, tmp_path):
+    from aigc import config, templates
+
+    (tmp_path / "team").mkdir()
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "env"))
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(f"templates_path = [{json.dumps(str(tmp_path / 'team'))}, {json.dumps(str(tmp_path / 'gone'))}]\n")
+    monkeypatch.setattr(templates, "_missing_warned", set())
+    listed = invoke("templates", "path", "--all")
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert rows[1:4] == [
+        [str(tmp_path / "env"), "AIGC_TEMPLATES_PATH, missing"],
+        [str(tmp_path / "team"), "templates_path in config.toml"],
+        [str(tmp_path / "gone"), "templates_path in config.toml, missing"],
+    ]
+    assert f"templates_path in {config.settings_file()} names {tmp_path / 'gone'}, which does not exist" in listed.stderr
+    assert "templates_path in config.toml" in " ".join(invoke("templates", "path", "--help").stdout.split())
+
+
 def user_template(name, text):
     from aigc import templates
 

@@ -748,6 +748,60 @@ def test_a_missing_directory_in_aigc_templates_path_is_one_warning(tmp_path, mon
     assert [str(w.message) for w in caught] == [f"AIGC_TEMPLATES_PATH names {tmp_path / 'nope'}, which does not exist; its templates are not found"]
 
 
+def settings(text):
+    from aigc import config
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text(text)
+
+
+def test_templates_path_in_config_toml_adds_directories_after_aigc_templates_path(tmp_path, monkeypatch):
+    for where in ("env", "team", "shared"):
+        write(tmp_path / where, "greet", f"{where} {{{{ name }}}}")
+    write(tmp_path / "shared", "farewell", "bye {{ name }}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings(f'templates_path = ["~/team", {json.dumps(str(tmp_path / "shared"))}]\n')
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "team a"  # the first wins, `~` expanded
+    assert templates.get_template("farewell").source == "config"
+    monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "env"))
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "env a"  # the variable over the setting
+    assert templates.shadowed() == {"greet": ["config", "config"]}
+    write(templates.user_dir(), "greet", "user {{ name }}")
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "user a"
+    assert [(source, d) for source, d in templates.template_dirs() if source in ("config", "env", "user")] == [
+        ("config", tmp_path / "shared"), ("config", tmp_path / "team"), ("env", tmp_path / "env"), ("user", templates.user_dir())]
+
+
+def test_a_relative_directory_in_templates_path_is_from_the_config_files_directory(tmp_path, monkeypatch):
+    from aigc import config
+
+    write(config.config_dir() / "prompts", "greet", "relative {{ name }}")
+    monkeypatch.chdir(tmp_path)  # not from the working directory
+    settings('templates_path = ["prompts"]\n')
+    assert templates.render("greet", {"name": "a"}).messages[-1]["content"] == "relative a"
+
+
+@pytest.mark.parametrize("value", ['"~/prompts"', "[1]", '[""]'])
+def test_a_templates_path_that_is_no_list_of_directories_is_an_error_saying_how_to_write_it(value):
+    settings(f"templates_path = {value}\n")
+    with pytest.raises(BadInputError, match=r'templates_path in .*config.toml must be a list of directories in quotes \(templates_path = \["~/team-prompts"\]\); fix it or remove the line'):
+        templates.get_template("chat")
+
+
+def test_a_missing_directory_in_templates_path_is_one_warning(tmp_path, monkeypatch):
+    import warnings
+
+    from aigc import config
+
+    monkeypatch.setattr(templates, "_missing_warned", set())
+    settings(f"templates_path = [{json.dumps(str(tmp_path / 'nope'))}]\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        templates.discover()
+        templates.get_template("chat")
+    assert [str(w.message) for w in caught] == [f"templates_path in {config.settings_file()} names {tmp_path / 'nope'}, which does not exist; its templates are not found"]
+
+
 def test_a_generator_that_is_not_registered_is_refused_when_the_template_is_read():
     write(templates.user_dir(), "typo-task", "---\ngenerator: sumarize\n---\n{{ input }}\n")
     with pytest.raises(BadInputError, match=r"typo-task.j2: generator: 'sumarize' is no generator; did you mean summarize\?$"):
