@@ -58,6 +58,7 @@ class Template:
     unknown_variable_keys: tuple[str, ...] = ()  # what is said of each key of a `variables:` entry aigc does not read, warned of as unknown_keys
     fabric_calls: tuple[str, ...] = ()  # a pattern's `{{plugin:...}}`, `{{ext:...}}`: sent as written, warned of when it is used
     once: bool = False  # its message is the whole pattern, input in place: a conversation's first; later turns are the text alone
+    late_front_matter: int = 0  # the line of a `---` block of front-matter keys after the text's start: sent as text, warned of when it is used
 
     @property
     def label(self) -> str:
@@ -187,11 +188,19 @@ def parse(path: Path, source: str) -> Template:
 
 def warn_unused(template: Template) -> None:
     """An `AigcWarning` for each front-matter key aigc does not read (a typo, `sytem:`, drops what it
-    sets) and each of fabric's template plugin calls in a pattern, which is sent as written."""
+    sets), for a front matter after the text's start (sent as text), and each of fabric's template
+    plugin calls in a pattern, which is sent as written."""
     for key in template.unknown_keys:
         warnings.warn(f"{template.path}: unknown front-matter key {key!r} is ignored; {_key_hint(key)}", AigcWarning)
     for said in template.unknown_variable_keys:
         warnings.warn(f"{template.path}: {said}", AigcWarning)
+    if template.late_front_matter:
+        warnings.warn(
+            f"{template.path}:{template.late_front_matter}: this --- block of front-matter keys comes after text, so it is sent to the model "
+            f"as part of the prompt and its settings are not used; move it to the top of the file (only blank lines and {{# comments #}} "
+            f"may come before it) and the text above it below it",
+            AigcWarning,
+        )
     if template.fabric_calls:
         warnings.warn(
             f"{template.path}: {', '.join(template.fabric_calls)} is sent to the model as written: aigc does not run fabric's "
@@ -248,8 +257,7 @@ def _read(path: Path, source: str) -> Template:
         body = text[closing.end() :]
         body_line = text[: closing.end()].count("\n") + 1
         system_line = _system_line(node) + lead
-    else:
-        _check_no_late_front_matter(path, text)
+    late = 0 if opening else _check_no_late_front_matter(path, text)
     variables = meta.get("variables") or []
     if not isinstance(variables, list) or not all(isinstance(v, dict) and "name" in v for v in variables):
         raise BadInputError(f"{path}: 'variables' must be a list of {{name: ..., description: ...}} entries")
@@ -277,6 +285,7 @@ def _read(path: Path, source: str) -> Template:
         system_line=system_line,
         unknown_keys=tuple(sorted(map(str, set(meta) - set(FRONT_MATTER)))),
         unknown_variable_keys=unknown_variable_keys,
+        late_front_matter=late,
     )
     _check_syntax(template)
     _check_declared(template)
@@ -322,10 +331,12 @@ def _is_front_matter(rest: str) -> bool:
 _HEADER = re.compile(r"(?:[ \t]*\n|#[^\n]*\n|[ \t]*\{#.*?#\}[ \t]*\n)*\Z", re.S)  # blank lines, `# ...` lines and {# comments #}
 
 
-def _check_no_late_front_matter(path: Path, text: str) -> None:
+def _check_no_late_front_matter(path: Path, text: str) -> int:
     """A front matter after `# ...` lines (`templates show`'s old header, an editor's first line)
     would be sent as the prompt, its settings lost: an error. After other text (prose, an example
-    transcript between two rules) the dashed block is the text's own."""
+    transcript between two rules) the dashed block is the text's own, sent as written; where it holds
+    front-matter keys alone (a front matter put below a first line of prose) its line is returned,
+    for a warning when the template is used (0: none)."""
     late = _LATE.search(text)
     before = text[: late.start()] if late else ""
     if late and re.search(r"^#", before, re.M) and _HEADER.match(before):
@@ -334,6 +345,10 @@ def _check_no_late_front_matter(path: Path, text: str) -> None:
             f"{path}:{line}: the front matter must begin the file (blank lines and {{# comments #}} may come before it), "
             f"or it is sent as the prompt; move the {line - 1} line{'s' if line != 2 else ''} above it below it, or into a {{# comment #}}"
         )
+    for rule in re.finditer(r"^---[ \t]*\n", text, re.M):
+        if text[: rule.start()].strip() and _is_front_matter(text[rule.end() :]):
+            return text[: rule.start()].count("\n") + 1
+    return 0
 
 
 def _read_pattern(path: Path, source: str) -> Template:

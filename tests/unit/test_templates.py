@@ -855,15 +855,31 @@ def test_a_front_matter_after_other_text_is_an_error_not_sent_as_the_prompt():
 @pytest.mark.parametrize(("text", "sent"), [
     ("Reply like the example transcript below.\n\n---\nsystem: You are a pirate\nuser: hi\nassistant: arr\n---\n\n{{ input }}",
      "Reply like the example transcript below.\n\n---\nsystem: You are a pirate\nuser: hi\nassistant: arr\n---\n\nx"),
-    ("Notes.\n---\ndescription: a section\nmodel: the one we use\n---\n{{ input }}", "Notes.\n---\ndescription: a section\nmodel: the one we use\n---\nx"),
     ("\n---\nHorizontal rule then prose.\n\n{{ input }}", "---\nHorizontal rule then prose.\n\nx"),
     ("{# note #}\n---\nText\n---\n{{ input }}", "---\nText\n---\nx"),
-    ("# Notes\nSee below.\n---\nmodel: the one we use\n---\n{{ input }}", "# Notes\nSee below.\n---\nmodel: the one we use\n---\nx"),
     ("{# note #}\n---\nsystem: You are a pirate\nuser: hi\n---\n{{ input }}", "---\nsystem: You are a pirate\nuser: hi\n---\nx"),
 ])
 def test_text_with_dashed_lines_that_is_no_front_matter_is_sent_as_written(text, sent):
     write(templates.user_dir(), "prose", text)
     assert templates.render("prose", {"input": "x"}).messages[-1]["content"] == sent
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("Summarize this for a child.\n\n---\ndescription: late\nsystem: SYS\n---\n{{ input }}", 3),
+    ("Notes.\n---\ndescription: a section\nmodel: the one we use\n---\n{{ input }}", 2),
+    ("# Notes\nSee below.\n---\nmodel: the one we use\n---\n{{ input }}", 3),
+    ("Intro.\n\n---\n\nMore prose.\n\n---\nsystem: SYS\n---\n{{ input }}", 7),  # the block of keys, not the rule above it
+])
+def test_a_front_matter_below_prose_is_sent_as_written_with_a_warning_saying_how_to_fix_it(text, line):
+    path = write(templates.user_dir(), "below", text)
+    with pytest.warns(AigcWarning) as caught:
+        template = templates.get_template("below")
+    assert [str(w.message) for w in caught] == [
+        f"{path}:{line}: this --- block of front-matter keys comes after text, so it is sent to the model as part of the prompt and its settings "
+        "are not used; move it to the top of the file (only blank lines and {# comments #} may come before it) and the text above it below it"
+    ]
+    assert template.system is None and template.description == ""
+    assert templates.render(template, {"input": "x"}).messages == [{"role": "user", "content": text.replace("{{ input }}", "x")}]
 
 
 def test_a_template_that_renders_an_empty_message_is_refused_naming_it_and_what_was_given():
