@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import config
-from .errors import BadInputError
+from .errors import BadInputError, spelt
 from .textio import parse_json, readable_name
 
 SCHEMA_VERSION = 1
@@ -194,12 +194,16 @@ _TEMPLATE_TEXT = "CAST(coalesce(CASE WHEN json_valid(options) THEN json_extract(
 
 def entries(
     count: int | None = 3, query: str | None = None, model: str | None = None, command: str | None = None, session: str | None = None,
-    *, min_id: int | None = None, since: datetime | None = None, template: str | None = None,
+    *, min_id: int | None = None, since: datetime | None = None, until: datetime | None = None, template: str | None = None,
 ) -> list[Entry]:
     """The last `count` entries (None: all) that match every filter given, oldest first. `query`:
     each of its words (or "quoted phrases") is in the prompt, the response or the template's name,
     in any case and any order, as `llm logs -q` finds them; `min_id`: ids from it on; `since`: logged at that time or
-    later; `template`: made with the template of that name (its `template` option)."""
+    later; `until`: logged before that time (so `since=a, until=b` then `since=b` leave nothing out and show nothing twice);
+    `template`: made with the template of that name (its `template` option). An `until` not after `since` is a `BadInputError`."""
+    if since is not None and until is not None and until <= since:
+        until_, since_ = spelt("--until", "until"), spelt("--since", "since")
+        raise BadInputError(f"{until_} ({_shown(until)}) must be after {since_} ({_shown(since)}): the answers shown are those logged from {since_} up to {until_}")
     if not log_path().exists() or (min_id or 0) > MAX_ID:
         return []
     where, args = [], []
@@ -209,6 +213,9 @@ def entries(
     if since is not None:  # the times are logged as ISO text in UTC, which sorts as the times do
         where.append("datetime_utc >= ?")
         args.append(since.astimezone(timezone.utc).isoformat(timespec="seconds"))
+    if until is not None:
+        where.append("datetime_utc < ?")
+        args.append(until.astimezone(timezone.utc).isoformat(timespec="seconds"))
     for term in query_terms(query or ""):
         where.append(f"(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0 OR instr(fold({_TEMPLATE_TEXT}), ?) > 0)")
         args += [term.casefold()] * 3
@@ -239,10 +246,15 @@ _AGO = re.compile(r"(\d{1,9})([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def since_time(when: str, now: datetime | None = None) -> datetime:
-    """The time `aigc logs --since WHEN` names: an ISO date, or date and time (`2026-12-06`,
-    `2026-12-06T08:00`), in local time unless it names its zone (`Z`, `+01:00`, or ` UTC` as
-    `aigc logs` shows a time); or a time before `now`: `90s`, `30m`, `12h`, `7d`, `2w`."""
+def _shown(moment: datetime) -> str:
+    """A time as `aigc logs` shows one (in UTC)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def since_time(when: str, now: datetime | None = None, flag: str = "--since") -> datetime:
+    """The time `aigc logs --since WHEN` (or `--until WHEN`, named by `flag` in the error) names: an ISO
+    date, or date and time (`2026-12-06`, `2026-12-06T08:00`), in local time unless it names its zone
+    (`Z`, `+01:00`, or ` UTC` as `aigc logs` shows a time); or a time before `now`: `90s`, `30m`, `12h`, `7d`, `2w`."""
     text = when.strip()
     utc = text.endswith(" UTC")
     try:
@@ -252,7 +264,7 @@ def since_time(when: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(zoned)
     except (ValueError, OverflowError):
         raise BadInputError(
-            f"--since takes a date or time, as 2026-12-06 or 2026-12-06T08:00 (local time; Z or +01:00 names its zone), or a time ago, as 30m, 12h or 7d; not {when!r}"
+            f"{flag} takes a date or time, as 2026-12-06 or 2026-12-06T08:00 (local time; Z or +01:00 names its zone), or a time ago, as 30m, 12h or 7d; not {when!r}"
         ) from None
     if utc and moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

@@ -29,27 +29,28 @@ Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", hel
 IdGt = Annotated[Optional[int], typer.Option("--id-gt", metavar="ID", help="Only answers logged after this one (ids grow as answers are logged): for an export of what is new since the last.", show_default=False)]
 IdGte = Annotated[Optional[int], typer.Option("--id-gte", metavar="ID", help="Only this answer and those logged after it.", show_default=False)]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="WHEN", help="Only answers logged since WHEN: 2026-12-06, 2026-12-06T08:00 (local time; Z or +01:00 names the zone), or a time ago: 30m, 12h, 7d.", show_default=False)]
+Until = Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Only answers logged before WHEN, in --since's forms; with --since, the answers in between.", show_default=False)]
 
 
 @logs_app.callback()
-def logs_callback(ctx: typer.Context, count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None, template: Template = None) -> None:
+def logs_callback(ctx: typer.Context, count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None, template: Template = None, until: Until = None) -> None:
     """The latest logged answers, oldest first, as Markdown (the same as `aigc logs list`; -x, --xl: the code block of each)."""
     if ctx.invoked_subcommand is None:
-        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since, template)
+        _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since, template, until)
     else:
-        values = {"--count": (count, None), "--id-gt": (id_gt, None), "--id-gte": (id_gte, None), "--since": (since, None), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--template": (template, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
+        values = {"--count": (count, None), "--id-gt": (id_gt, None), "--id-gte": (id_gte, None), "--since": (since, None), "--until": (until, None), "--query": (query, None), "--model": (model, None), "--command": (command, None), "--template": (template, None), "--session": (session, None), "--current": (current, False), "--response": (response, False), "--json": (as_json, False), "--extract": (extract, False), "--extract-last": (extract_last, False), "--truncate": (truncate, False)}
         given = [flag for flag, (value, default) in values.items() if value != default]
         if given:
             raise BadInputError(misplaced(ctx, "logs", given))
 
 
 @logs_app.command("list")
-def list_command(count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None, template: Template = None) -> None:
+def list_command(count: Count = None, query: Query = None, model: Model = None, command: Command = None, session: Session = None, current: Current = False, response: Response = False, as_json: AsJson = False, extract: Extract = False, extract_last: ExtractLast = False, truncate: Truncate = False, id_gt: IdGt = None, id_gte: IdGte = None, since: Since = None, template: Template = None, until: Until = None) -> None:
     """The latest logged answers, oldest first, as Markdown (-x, --xl: the code block of each)."""
-    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since, template)
+    _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt, id_gte, since, template, until)
 
 
-def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt=None, id_gte=None, since=None, template=None) -> None:
+def _show(count, query, model, command, session, response, as_json, current, extract, extract_last, truncate, id_gt=None, id_gte=None, since=None, template=None, until=None) -> None:
     after = id_gt is not None or id_gte is not None or since is not None  # what is new, for an export: all of it unless -n says
     count = (0 if after else 3) if count is None else count
     if count < 0:
@@ -68,11 +69,12 @@ def _show(count, query, model, command, session, response, as_json, current, ext
     if session:
         session = conversations.session_label(conversations.session_path(session))
     firsts = [first for first in (None if id_gt is None else id_gt + 1, id_gte) if first is not None]
-    found = logs.entries(1 if response else count or None, query, model, command, session, min_id=max(firsts, default=None), since=None if since is None else logs.since_time(since), template=template)
+    window = {"since": None if since is None else logs.since_time(since), "until": None if until is None else logs.since_time(until, flag="--until")}
+    found = logs.entries(1 if response else count or None, query, model, command, session, min_id=max(firsts, default=None), template=template, **window)
     if as_json:
         ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
     elif not found:
-        filtered = any((query, model, command, session, template)) or after
+        filtered = any((query, model, command, session, template)) or after or until is not None
         ui.info(_no_match(model, command, session, template) if filtered else f"No answers logged yet in {logs.log_path()}.")
     elif response:
         ui.result(extract_code(found[-1].response, extract_last) if extract or extract_last else found[-1].response)

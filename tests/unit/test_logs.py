@@ -417,6 +417,33 @@ def test_id_gt_id_gte_and_since_give_what_came_after_for_a_cron_export():
     assert [r["id"] for r in json.loads(invoke("logs", "list", "--json", "--id-gt", str(ids[3])).stdout)] == ids[4:]
 
 
+def test_until_gives_what_came_before_and_with_since_a_window():
+    import sqlite3
+    from contextlib import closing
+
+    ids = [logs.record(entry(n)) for n in range(5)]
+    with closing(sqlite3.connect(logs.log_path())) as db, db:
+        for n, when in enumerate(("2026-12-01T10:00:00+00:00", "2026-12-02T10:00:00+00:00", "2026-12-03T10:00:00+00:00", "2026-12-04T10:00:00+00:00", "2026-12-05T10:00:00+00:00")):
+            db.execute("UPDATE responses SET datetime_utc = ? WHERE id = ?", (when, ids[n]))
+    ids_of = lambda *args: [r["id"] for r in json.loads(invoke("logs", "--json", *args).stdout)]  # noqa: E731
+    assert ids_of("--until", "2026-12-03T10:00Z", "-n", "0") == ids[:2]  # before it: a window's end is not in it
+    assert ids_of("--until", "2026-12-05 10:00:00 UTC") == ids[1:4]  # the latest 3 unless -n says, as without --until
+    assert ids_of("--since", "2026-12-02T00:00Z", "--until", "2026-12-04T00:00Z") == ids[1:3]  # every one in between
+    assert ids_of("--since", "2026-12-04T00:00Z", "--until", "1d") == ids[3:]  # a time ago, as --since takes
+    assert [r["id"] for r in json.loads(invoke("logs", "list", "--json", "--until", "2026-12-02T10:00:01Z").stdout)] == ids[:2]
+    assert [e.id for e in logs.entries(None, since=logs.since_time("2026-12-02T00:00Z"), until=logs.since_time("2026-12-03T00:00Z", flag="--until"))] == [ids[1]]
+    backwards = invoke("logs", "--since", "2026-12-04", "--until", "2026-12-02")
+    assert backwards.exit_code == 2 and backwards.stderr.startswith("Error: --until (2026-12-0") and "must be after --since (2026-12-0" in backwards.stderr
+    assert len(backwards.stderr.splitlines()) == 1 and "Traceback" not in backwards.stderr
+    with pytest.raises(BadInputError, match=r"^until \(2026-12-02 00:00:00 UTC\) must be after since \(2026-12-02 00:00:00 UTC\)"):
+        logs.entries(None, since=logs.since_time("2026-12-02T00:00Z"), until=logs.since_time("2026-12-02T00:00Z"))
+    refused = invoke("logs", "--until", "last tuesday")
+    assert refused.exit_code == 2 and "--until takes a date or time" in refused.stderr
+    assert invoke("logs", "--until", "1d", "list").exit_code == 2  # list options belong to list
+    none = invoke("logs", "--until", "2026-11-01")
+    assert none.exit_code == 0 and none.stderr == "No logged answer matches.\n"
+
+
 def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
     import time
     from datetime import datetime, timedelta, timezone
