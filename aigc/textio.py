@@ -24,7 +24,7 @@ HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 _BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x1f\x8b")
 
 
-DOCUMENT = "a .txt, .md or .html document"
+DOCUMENT = f"a .txt, .md or .html document or {'/'.join(subtitles.SUFFIXES)} subtitles"  # what a command reading a document takes, as errors ask for it
 # UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 

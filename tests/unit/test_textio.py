@@ -171,10 +171,10 @@ def test_utf16_with_a_byte_order_mark_is_read_and_without_one_says_how_to_conver
     path.write_bytes("Grüße, 世界".encode("utf-32"))  # its mark begins like UTF-16's
     assert read_document(str(path)) == "Grüße, 世界"
     path.write_bytes(bytes(64))  # NULs only: no side to tell
-    with pytest.raises(BadInputError, match=r"binary file; give a .txt, .md or .html document$"):
+    with pytest.raises(BadInputError, match=r"binary file; give a \.txt, \.md or \.html document or \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles$"):
         read_document(str(path))
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    with pytest.raises(BadInputError, match=r"binary file; give a .txt, .md or .html document$"):  # no UTF-16 hint for an image
+    with pytest.raises(BadInputError, match=r"binary file; give a \.txt, \.md or \.html document or \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles$"):  # no UTF-16 hint for an image
         read_document(str(path))
 
 
