@@ -129,9 +129,8 @@ def image(
 
 EXAMPLES = examples(
     'aigc image "a lighthouse at dusk, oil painting" -o lighthouse.png --seed 1',
-    'aigc image "a red fox in snow" -o fox.png -n 4    # fox-1.png ... fox-4.png',
-    'aigc image "a red fox in snow" -o fox.jpg --quality 90',
-    'aigc image --from-image fox.jpg -o again.webp     # the settings recorded in fox.jpg again',
+    'aigc image "a red fox in snow" -o fox.jpg -n 4 --quality 90   # fox-1.jpg ... fox-4.jpg',
+    'aigc image --from-image fox-2.jpg -o again.webp    # the settings recorded in fox-2.jpg again',
 )
 
 
