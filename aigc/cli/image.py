@@ -1,4 +1,4 @@
-"""`aigc image PROMPT -o out.png`, or `aigc image --from-png out.png -o again.png`."""
+"""`aigc image PROMPT -o out.png` (or .jpg, .webp), or `aigc image --from-image out.png -o again.png`."""
 
 import json
 from pathlib import Path
@@ -17,16 +17,19 @@ from .options import given_model, stdin_text
 PANEL = "Model"
 
 
-def output_paths(output: Optional[str], n: int, force: bool) -> list[Path]:
-    """`out.png` for one image, `out-1.png` ... `out-N.png` for several; each must be writable and,
-    without --force, not exist yet."""
+def output_paths(output: Optional[str], n: int, force: bool, quality: Optional[int] = None) -> list[Path]:
+    """`out.png` for one image, `out-1.png` ... `out-N.png` for several (.jpg, .jpeg and .webp too, by
+    the suffix); each must be writable and, without --force, not exist yet."""
+    from ..generators.image import FORMATS, SUFFIXES, check_quality
+
     if not output:
-        raise BadInputError('give -o FILE.png, where to write the image (e.g. aigc image "a red fox" -o fox.png)')
+        raise BadInputError('give -o FILE.png (or .jpg, .webp), where to write the image (e.g. aigc image "a red fox" -o fox.png)')
     path = Path(output).expanduser()
     if path.is_dir():
         raise BadInputError(f"-o {output} is a directory; give the file to write in it, e.g. -o {path / 'image.png'}")
-    if path.suffix.lower() != ".png":
-        raise BadInputError(f"-o {output}: images are written as PNG; give a file name ending in .png")
+    if path.suffix.lower() not in FORMATS:
+        raise BadInputError(f"-o {output}: images are written as PNG, JPEG or WebP by the file name's suffix; give a name ending in {SUFFIXES}")
+    check_quality(quality, FORMATS[path.suffix.lower()])
     paths = [path] if n == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, n + 1)]
     for target in paths:
         check_writable(target)
@@ -36,15 +39,16 @@ def output_paths(output: Optional[str], n: int, force: bool) -> list[Path]:
 
 
 def image(
-    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="What to draw (or pipe it in; optional with --from-png).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="PNG to write (required); with -n N: NAME-1.png ... NAME-N.png.")] = None,
+    prompt: Annotated[Optional[str], typer.Argument(metavar="PROMPT", help="What to draw (or pipe it in; optional with --from-image).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Image to write (required): .png, .jpg/.jpeg or .webp, by its suffix; with -n N: NAME-1.png ... NAME-N.png.")] = None,
     n: Annotated[int, typer.Option("-n", help="How many images, 1 to 16; image i uses seed SEED+i-1.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: a random one, recorded in the PNG).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (default: a random one, recorded in the image).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's; 30 if it has none).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale; 0 = off (default: the model's; 7.5 if it has none).")] = None,
     size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, multiples of 8 from 64 to 2048 (default: the model's native size).")] = None,
     negative: Annotated[Optional[str], typer.Option(help="Negative prompt: what to keep out of the image.")] = None,
-    from_png: Annotated[Optional[str], typer.Option("--from-png", help="Re-run the settings recorded in a PNG aigc made; options given here override them.")] = None,
+    from_image: Annotated[Optional[str], typer.Option("--from-image", "--from-png", help="Re-run the settings recorded in an image aigc made (PNG, JPEG or WebP); options given here override them.")] = None,
+    quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality, 1-100 (default: Pillow's, 75 JPEG, 80 WebP); PNG is lossless.")] = None,
     enhance: Annotated[bool, typer.Option("--enhance", help="Have the text model rewrite the prompt into a detailed image prompt first (shown on stderr).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the written paths and the settings as JSON.")] = False,
@@ -52,15 +56,15 @@ def image(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=PANEL, autocompletion=complete.devices)] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.", rich_help_panel=PANEL, autocompletion=complete.dtypes)] = "auto",
 ) -> None:
-    """Generate images from a text prompt with a diffusers pipeline; the settings go into each PNG."""
+    """Generate images from a text prompt with a diffusers pipeline; the settings go into each image (PNG, JPEG or WebP)."""
     from ..engine import diffusion
     from ..generators.base import get_generator
-    from ..generators.image import parse_size, png_settings, read_settings, save_pngs
+    from ..generators.image import parse_size, png_settings, read_settings, save_images
 
     diffusion.require()
-    if from_png == "":  # `--from-png "$PNG"` with PNG unset: not a run of other settings
-        raise BadInputError("--from-png was given an empty file name; give a PNG made by aigc image")
-    recorded: dict[str, Any] = read_settings(from_png) if from_png is not None else {}
+    if from_image == "":  # `--from-image "$IMAGE"` with IMAGE unset: not a run of other settings
+        raise BadInputError("--from-image was given an empty file name; give a PNG, JPEG or WebP made by aigc image")
+    recorded: dict[str, Any] = read_settings(from_image) if from_image is not None else {}
     if prompt is None and not recorded:
         prompt = stdin_text()
     replayed = prompt is None  # the recorded prompt, and the one it was enhanced from
@@ -84,14 +88,14 @@ def image(
         )
         opts = generator.validate(options)
         generator.check_inputs(prompt)
-        paths = output_paths(output, n, force)
+        paths = output_paths(output, n, force, quality)
         with ui.stage_status() as stage:
             generator.load_progress = stage
             generator.engine  # noqa: B018 - loads the model
     except UnknownModelError as exc:
         if model or not recorded.get("model"):
             raise
-        raise UnknownModelError(f"{from_png} was made with {recorded['model']}, which is not there now ({exc}); -m MODEL runs its settings on another model") from None
+        raise UnknownModelError(f"{from_image} was made with {recorded['model']}, which is not there now ({exc}); -m MODEL runs its settings on another model") from None
     generator.load_progress = no_progress
     generator.settings(opts)  # what the model cannot take fails before --enhance runs the text model
     original = None
@@ -106,7 +110,7 @@ def image(
         result = generator(prompt, **options)
     original = original or (recorded.get("original_prompt") if replayed else None)
     settings = [png_settings(result, i, original_prompt=original) for i in range(n)]
-    written = save_pngs(result["images"], paths, settings)
+    written = save_images(result["images"], paths, settings, quality=quality)
     per_step = result["seconds_per_step"]
     timing = f", {per_step:.3f} s/step" if per_step else ""
     steps, ran = result["settings"]["steps"], result["timesteps"]
@@ -125,7 +129,8 @@ def image(
 
 EXAMPLES = examples(
     'aigc image "a lighthouse at dusk, oil painting" -o lighthouse.png --seed 1',
-    'aigc image "a red fox in snow" -o fox.png -n 4    # fox-1.png ... fox-4.png',
+    'aigc image "a red fox in snow" -o fox.jpg -n 4 --quality 90   # fox-1.jpg ... fox-4.jpg',
+    'aigc image --from-image fox-2.jpg -o again.webp    # the settings recorded in fox-2.jpg again',
 )
 
 

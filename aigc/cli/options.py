@@ -26,11 +26,14 @@ LITERAL_HELP = "Send a fabric pattern's {{name}} placeholders as written, as fab
 PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": "var", "json_schema": "schema"}
 
 
-def given_model(value: str | list[str] | None) -> str | list[str] | None:
-    """-m's value, an empty one left out: `-m "$MODEL"` with MODEL unset is the default model, as with no -m (as llm takes it)."""
-    if isinstance(value, list):
-        return [name for name in value if name.strip()] or None
-    return value if value is None or value.strip() else None
+def given_model(ctx: typer.Context, value: str | list[str] | None) -> str | list[str] | None:
+    """-m's value; an empty or blank one (`-m "$MODEL"` with MODEL unset) is an error, never the
+    default model: that is -m left out."""
+    if any(not name.strip() for name in (value if isinstance(value, list) else [value] if value is not None else [])):
+        given = given_as(ctx, "model")  # --model, or the settings file's line
+        given, what = ('-m ""', "-m") if given == "--model" else (given, "it")
+        raise BadInputError(f"empty model name ({given}); leave {what} out for the default model, or give an alias from `aigc models list`, a path or a hub id")
+    return value
 
 
 def env_source(ctx, name: str) -> str | None:

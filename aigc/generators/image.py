@@ -2,12 +2,12 @@
 
     gen = aigc.get_generator("image", model="sd-turbo")
     result = gen("a lighthouse at dusk", seed=1, width=512, height=512)
-    save_pngs(result["images"], ["a.png"], [png_settings(result, 0)])
+    save_images(result["images"], ["a.png"], [png_settings(result, 0)])  # or a.jpg, a.webp
 
 Image `i` of `n` uses seed `seed + i` and is made on its own, so `n=1, seed=seed + i` gives the
-same pixels. The settings written into each PNG (`save_pngs`) are enough to make it again
-(`read_settings`, `aigc image --from-png`). Nothing here imports torch, diffusers or Pillow at
-module level.
+same pixels. The settings written into each image (`save_images`: a PNG text chunk, or the EXIF
+UserComment of a JPEG or WebP) are enough to make it again (`read_settings`, `aigc image
+--from-image`). Nothing here imports torch, diffusers or Pillow at module level.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ MAX_IMAGES = 16
 MAX_STEPS = 1000
 FALLBACK_DEFAULTS = {"steps": 30, "guidance": 7.5}  # for models that register no defaults of their own
 METADATA_KEY = "aigc"
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}  # by the file name's suffix
+SUFFIXES = ".png, .jpg, .jpeg or .webp"
+EXIF_IFD, USER_COMMENT, SOFTWARE = 0x8769, 0x9286, 0x0131
+ASCII_COMMENT = b"ASCII\0\0\0"  # a UserComment's 8-byte character code; the settings JSON is written \u-escaped, so ASCII
+MAX_JPEG_EXIF = 65533  # one JPEG APP1 segment
 SETTINGS = ("prompt", "negative", "model", "seed", "steps", "guidance", "width", "height", "dtype", "device")
 
 
@@ -125,8 +130,8 @@ class ImageGenerator(Generator):
 
     def check_batch(self, opts: ImageOptions) -> None:
         """Images are files, not the JSON Lines results `aigc batch` and `many` give back."""
-        loop = spelt('n=0; while read -r p; do n=$((n+1)); aigc image "$p" -o "image-$n.png"; done < prompts.txt', "call the image generator once per prompt and save_pngs its images")
-        raise BadInputError(f"image is no batch task: its results are PNG files, not rows of text; for many prompts, {loop}")
+        loop = spelt('n=0; while read -r p; do n=$((n+1)); aigc image "$p" -o "image-$n.png"; done < prompts.txt', "call the image generator once per prompt and save_images its images")
+        raise BadInputError(f"image is no batch task: its results are image files, not rows of text; for many prompts, {loop}")
 
     def check_inputs(self, prompt: Any) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
@@ -246,13 +251,37 @@ def png_settings(result: dict[str, Any], index: int, **extra: Any) -> dict[str, 
     return {**result["settings"], "seed": result["seeds"][index], **{k: v for k, v in extra.items() if v is not None}}
 
 
+def image_format(path: str | os.PathLike) -> str:
+    """The format a file name asks for by its suffix: "PNG" (.png), "JPEG" (.jpg, .jpeg) or "WEBP"
+    (.webp); another suffix is a `BadInputError`."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        got = f"its suffix is {suffix}" if suffix else "it has no suffix"
+        raise BadInputError(f"{os.fspath(path)}: images are written as PNG, JPEG or WebP by the file name's suffix, and {got}; give a name ending in {SUFFIXES}")
+    return FORMATS[suffix]
+
+
+def check_quality(quality: int | None, kind: str | None = None) -> None:
+    """`quality` (1-100) is for JPEG and WebP; given for a `kind` "PNG" file (lossless) it is an error."""
+    if quality is None:
+        return
+    if kind == "PNG":
+        raise OptionError("quality", "is for JPEG and WebP files; PNG is lossless: leave it out, or write a .jpg or .webp")
+    if not 1 <= quality <= 100:
+        raise OptionError("quality", f"must be from 1 to 100, got {quality}")
+
+
+def _settings_json(settings: dict[str, Any], ascii_only: bool = False) -> str:
+    from .. import __version__
+
+    return json.dumps({**settings, "aigc_version": __version__}, ensure_ascii=ascii_only)
+
+
 def _png_info(settings: dict[str, Any]):
     from PIL.PngImagePlugin import PngInfo
 
-    from .. import __version__
-
     info = PngInfo()
-    info.add_text(METADATA_KEY, json.dumps({**settings, "aigc_version": __version__}, ensure_ascii=False), zip=False)
+    info.add_text(METADATA_KEY, _settings_json(settings), zip=False)
     # The "parameters" chunk other Stable Diffusion tools read.
     parameters = settings["prompt"]
     if settings.get("negative"):
@@ -265,18 +294,53 @@ def _png_info(settings: dict[str, Any]):
     return info
 
 
-def save_pngs(images: Sequence[Any], paths: Sequence[str | os.PathLike], settings: Sequence[dict[str, Any]]) -> list[Path]:
-    """Write each image as a PNG with its settings in text chunks. All files are written to temp files
-    beside their targets first and renamed into place only when every one succeeded."""
+def _exif(settings: dict[str, Any], kind: str, target: Path) -> bytes:
+    """EXIF for a JPEG or WebP: the settings JSON as its UserComment, aigc as its Software."""
+    from PIL import Image
+
+    from .. import __version__
+
+    exif = Image.Exif()
+    exif[SOFTWARE] = f"aigc {__version__}"
+    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = ASCII_COMMENT + _settings_json(settings, ascii_only=True).encode("ascii")
+    data = exif.tobytes()
+    if kind == "JPEG" and len(data) > MAX_JPEG_EXIF:
+        raise BadInputError(f"{target}: the settings ({len(data)} bytes with a prompt this long) do not fit a JPEG's 64 KB of EXIF; write a .png or .webp")
+    return data
+
+
+def save_images(
+    images: Sequence[Any],
+    paths: Sequence[str | os.PathLike],
+    settings: Sequence[dict[str, Any]],
+    quality: int | None = None,
+    format: str | None = None,
+) -> list[Path]:
+    """Write each image in the format its suffix names (`image_format`: .png, .jpg/.jpeg, .webp) with
+    its settings: PNG text chunks, or a JPEG's or WebP's EXIF UserComment. `quality` (1-100) is for
+    the JPEG and WebP files among them (None: Pillow's, 75 and 80; given for PNG files alone, an
+    error); `format` ("PNG", "JPEG", "WEBP") overrides the suffix.
+    All files are written to temp files beside their targets first and renamed into place only when
+    every one succeeded."""
     targets = [Path(p).expanduser() for p in paths]
+    kinds = [format.upper() if format else image_format(target) for target in targets]
+    if format and kinds[0] not in FORMATS.values():
+        raise OptionError("format", f"must be PNG, JPEG or WEBP, got {format!r}")
+    check_quality(quality, "PNG" if kinds and set(kinds) == {"PNG"} else None)
     temps: list[str] = []
     try:
-        for image, target, meta in zip(images, targets, settings, strict=True):
+        for image, target, kind, meta in zip(images, targets, kinds, settings, strict=True):
             real = Path(os.path.realpath(target))
+            if kind == "PNG":
+                saving: dict[str, Any] = {"pnginfo": _png_info(meta)}
+            else:
+                saving = {"exif": _exif(meta, kind, target), **({"quality": quality} if quality is not None else {})}
+                if image.mode not in ("RGB", "L"):
+                    image = image.convert("RGB")
             fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
             temps.append(tmp)
             with os.fdopen(fd, "wb") as handle:
-                image.save(handle, format="PNG", pnginfo=_png_info(meta))
+                image.save(handle, format=kind, **saving)
             os.chmod(tmp, file_mode(real))
         for tmp, target in zip(temps, targets):
             os.replace(tmp, os.path.realpath(target))
@@ -287,25 +351,48 @@ def save_pngs(images: Sequence[Any], paths: Sequence[str | os.PathLike], setting
     return targets
 
 
+def save_pngs(images: Sequence[Any], paths: Sequence[str | os.PathLike], settings: Sequence[dict[str, Any]]) -> list[Path]:
+    """`save_images` as PNG whatever the suffix (as before there were other formats)."""
+    return save_images(images, paths, settings, format="PNG")
+
+
+def _exif_comment(image) -> str | None:
+    """A JPEG's or WebP's EXIF UserComment written as ASCII (as `save_images` writes it), else None."""
+    try:
+        comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except (OSError, ValueError, SyntaxError, TypeError):  # damaged EXIF
+        return None
+    if isinstance(comment, bytes) and comment.startswith(ASCII_COMMENT):
+        return comment[len(ASCII_COMMENT) :].decode("ascii", "replace")
+    return None
+
+
 def read_settings(path: str | os.PathLike) -> dict[str, Any]:
-    """The settings `save_pngs` recorded in a PNG; a missing file, another format or a PNG without
-    aigc settings is a `BadInputError`."""
+    """The settings `save_images` recorded in a PNG, JPEG or WebP; a missing file, another format or
+    an image without aigc settings is a `BadInputError`."""
     from PIL import Image, UnidentifiedImageError
 
     source = Path(path).expanduser()
+    wanted = "give a PNG, JPEG or WebP made by aigc image"
     if not source.is_file():
-        raise BadInputError(f"no such file: {path}" if not source.exists() else f"{path} is not a file; give a PNG made by aigc image")
+        raise BadInputError(f"no such file: {path}" if not source.exists() else f"{path} is not a file; {wanted}")
     try:
         with Image.open(source) as image:
-            kind, text = image.format, dict(getattr(image, "text", {}) or {})
+            kind = image.format
+            if kind == "PNG":
+                text = dict(getattr(image, "text", {}) or {}).get(METADATA_KEY)
+            else:
+                text = _exif_comment(image) if kind in ("JPEG", "WEBP") else None
     except (UnidentifiedImageError, OSError):
-        raise BadInputError(f"{path} is not an image; give a PNG made by aigc image") from None
-    if kind != "PNG":
-        raise BadInputError(f"{path} is a {kind}, not a PNG; give a PNG made by aigc image")
+        raise BadInputError(f"{path} is not an image; {wanted}") from None
+    if kind not in FORMATS.values():
+        raise BadInputError(f"{path} is a {kind}, not a PNG, JPEG or WebP; {wanted}")
     try:
-        recorded = parse_json(text[METADATA_KEY])
-    except (KeyError, ValueError):
-        raise BadInputError(f"{path} has no aigc settings in it (it was not made by aigc image, or they were stripped)") from None
+        recorded = parse_json(text) if text is not None else None
+    except ValueError:
+        recorded = None
+    if recorded is None:
+        raise BadInputError(f"{path} has no aigc settings in it (it was not made by aigc image, or they were stripped)")
     if not isinstance(recorded, dict) or not recorded.get("prompt"):
         raise BadInputError(f"{path} has damaged aigc settings; they hold no prompt")
     return {key: recorded[key] for key in (*SETTINGS, "original_prompt") if key in recorded}

@@ -2969,21 +2969,37 @@ def test_a_session_goes_on_with_its_saved_model_unless_m_names_another(tmp_path,
             assert done.exit_code == 0 and done.stdout == "go on\n" and words in " ".join(done.stderr.split()), done.output  # the default model, echo
 
 
-def test_an_empty_model_option_is_the_default_model_as_if_left_out(tiny_model_dir, monkeypatch):
+def test_an_empty_model_option_is_an_error_never_the_default_model(tiny_model_dir, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     pytest.importorskip("fastapi")
     from aigc.serve import running as serve_running
 
-    monkeypatch.setenv("AIGC_DEFAULT_MODEL", str(tiny_model_dir))  # `-m "$MODEL"` with MODEL unset
-    chat = invoke("chat", "-m", "", "hi", "--max-tokens", "2", "--json", "--no-log")
-    assert chat.exit_code == 0 and json.loads(chat.stdout)["model"] == str(tiny_model_dir)
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", str(tiny_model_dir))  # the default works: only the empty -m fails
     served = []
     monkeypatch.setattr(serve_running, "bind", lambda host, port, *names: SimpleNamespace(listen=lambda backlog: None, getsockname=lambda: (host, port)))
     monkeypatch.setattr(serve_running, "build", lambda models, *args, **kwargs: served.append(models) or SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: None)
-    assert invoke("serve", "-m", "").exit_code == 0 and invoke("serve", "-m", " ", "-m", "small").exit_code == 0
-    assert served == [[], ["small"]]  # none: the default model
+    (tmp_path / "in.txt").write_text("a fox\n")
+    said = 'Error: empty model name (-m ""); leave -m out for the default model, or give an alias from `aigc models list`, a path or a hub id'
+    for command in (
+        ["chat", "hi"], ["summarize", str(tmp_path / "in.txt")], ["run", "summarize", "-"], ["embed", "hi"],
+        ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl")], ["serve"], ["serve", "-m", "small"],
+    ):
+        for empty in ("", "  "):  # `-m "$MODEL"` with MODEL unset
+            code, lines = bad(*command, "-m", empty)
+            assert (code, lines) == (2, [said]), (command, lines)
+    assert served == [] and not (tmp_path / "out.jsonl").exists()
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir(exist_ok=True)
+    settings.write_text('[serve]\nmodel = [""]\n')
+    code, lines = bad("serve")
+    assert (code, lines) == (2, [f"Error: empty model name (model in [serve] of {settings}); leave it out for the default model, or give an alias from `aigc models list`, a path or a hub id"])
+    assert served == []
+    settings.unlink()
+    chat = invoke("chat", "hi", "--max-tokens", "2", "--json", "--no-log")  # no -m: the default model
+    assert chat.exit_code == 0 and json.loads(chat.stdout)["model"] == str(tiny_model_dir)
+    assert invoke("serve").exit_code == 0 and invoke("serve", "-m", "small").exit_code == 0 and served == [[], ["small"]]
 
 
 def test_a_local_model_is_recorded_by_its_absolute_path(tiny_model_dir, tmp_path, monkeypatch):

@@ -257,7 +257,10 @@ def bad(*args, input=None):
         (["--size", "99999x9"], "multiples of 8, e.g. 2048x64"),  # a size it takes
         (["--size", "big"], "WIDTHxHEIGHT"),
         (["--size", ""], "--size must be WIDTHxHEIGHT like 512x512, got ''"),  # `--size "$SIZE"` with SIZE unset: not the default size
-        (["--from-png", ""], "--from-png was given an empty file name"),  # not a run without it
+        (["--from-png", ""], "--from-image was given an empty file name"),  # not a run without it (--from-png: its old name)
+        (["--from-image", ""], "--from-image was given an empty file name"),
+        (["-m", ""], 'empty model name (-m ""); leave -m out for the default model'),  # `-m "$MODEL"` with MODEL unset: not the default model
+        (["-m", " "], 'empty model name (-m ""); leave -m out for the default model'),
         (["--size", "4096x4096"], "too large"),
         (["--size", "16x16"], "too small"),
         (["--steps", "0"], "--steps must be at least 1"),
@@ -285,7 +288,8 @@ def test_output_file_errors(tiny_pipeline_dir, tmp_path):
     cases = [
         (existing, "already exists; pass --force"),
         (tmp_path / "missing-dir" / "out.png", "does not exist"),
-        (tmp_path / "out.jpg", "ending in .png"),
+        (tmp_path / "out.gif", "-o " + str(tmp_path / "out.gif") + ": images are written as PNG, JPEG or WebP by the file name's suffix; give a name ending in .png, .jpg, .jpeg or .webp"),
+        (tmp_path / "out", "give a name ending in .png, .jpg, .jpeg or .webp"),
     ]
     for out, words in cases:
         code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", out)
@@ -295,7 +299,7 @@ def test_output_file_errors(tiny_pipeline_dir, tmp_path):
     assert code == 2 and "taken-2.png already exists" in lines[0]
     assert files(tmp_path) == ["taken-2.png", "taken.png"]  # taken-1.png was not written either
     code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir)
-    assert code == 2 and "give -o FILE.png" in lines[0]
+    assert code == 2 and "give -o FILE.png (or .jpg, .webp)" in lines[0]
     assert existing.read_bytes() == b"keep me"
 
 
@@ -571,8 +575,130 @@ def test_a_pipeline_component_directory_is_named_with_its_pipeline(tiny_pipeline
 
 
 def test_output_is_required_in_help_and_a_directory_is_named_as_one(tiny_pipeline_dir, tmp_path):
-    assert "PNG to write (required)" in " ".join(invoke("image", "--help").stdout.split())
+    shown = " ".join(invoke("image", "--help").stdout.split())
+    assert "Image to write (required): .png, .jpg/.jpeg or .webp, by its suffix" in shown and "--from-image" in shown and "--quality" in shown
     for given in (tmp_path, f"{tmp_path}/"):
         code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", given)
         assert code == 2 and lines == [f"Error: -o {given} is a directory; give the file to write in it, e.g. -o {tmp_path / 'image.png'}"]
     assert files(tmp_path) == []
+
+
+@pytest.mark.parametrize("name, kind", [("fox.jpg", "JPEG"), ("fox.JPEG", "JPEG"), ("fox.webp", "WEBP"), ("fox.png", "PNG")])
+def test_the_suffix_of_o_picks_the_format_and_the_settings_are_read_back(tiny_pipeline_dir, tmp_path, name, kind):
+    from PIL import Image
+
+    from aigc.generators.image import read_settings
+
+    out = tmp_path / name
+    make(tiny_pipeline_dir, out, "--seed", "7", "--negative", "blurry", "--guidance", "5", "-n", "2")
+    stem, suffix = name.split(".")
+    written = [tmp_path / f"{stem}-{i}.{suffix}" for i in (1, 2)]
+    assert files(tmp_path) == sorted(p.name for p in written)  # no temp file left behind
+    for path, seed in zip(written, (7, 8)):
+        with Image.open(path) as image:
+            assert image.format == kind and image.size == (64, 64)
+        settings = read_settings(path)
+        assert (settings["prompt"], settings["negative"], settings["seed"], settings["guidance"]) == (PROMPT, "blurry", seed, 5.0)
+    png = tmp_path / "same.png"
+    make(tiny_pipeline_dir, png, "--seed", "8", "--negative", "blurry", "--guidance", "5")
+    assert read_settings(written[1]) == read_settings(png)  # the same settings, whatever the format
+    again = tmp_path / "again.png"
+    assert invoke("image", "--from-image", written[1], "-o", again).exit_code == 0  # made again from a JPEG or WebP
+    assert pixels(again) == pixels(png)
+
+
+def test_jpeg_and_webp_keep_a_non_ascii_prompt_and_quality_sets_the_compression(tiny_pipeline_dir, tmp_path):
+    from aigc.generators.image import read_settings
+
+    prompt = "un renard roux dans la neige, café ☕"
+    for name in ("a.jpg", "a.webp"):
+        low, high = tmp_path / f"low-{name}", tmp_path / f"high-{name}"
+        for out, quality in ((low, "5"), (high, "100")):
+            result = invoke("image", prompt, "-m", tiny_pipeline_dir, "--size", "64x64", "--steps", "2", "--seed", "3", "--quality", quality, "-o", out)
+            assert result.exit_code == 0, result.output
+        assert read_settings(low)["prompt"] == read_settings(high)["prompt"] == prompt
+        assert low.stat().st_size < high.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "out, quality, words",
+    [
+        ("o.png", "90", "--quality is for JPEG and WebP files; PNG is lossless"),
+        ("o.jpg", "0", "--quality must be from 1 to 100, got 0"),
+        ("o.webp", "101", "--quality must be from 1 to 100, got 101"),
+    ],
+)
+def test_bad_quality_is_a_one_line_error_before_the_model_loads(tiny_pipeline_dir, tmp_path, monkeypatch, out, quality, words):
+    from aigc.engine import diffusion
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(diffusion, "load_image_model", never)
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "--quality", quality, "-o", tmp_path / out)
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+    assert files(tmp_path) == []
+
+
+def test_an_unknown_suffix_fails_before_the_model_loads(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from aigc.engine import diffusion
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(diffusion, "load_image_model", never)
+    code, lines = bad("image", PROMPT, "-m", tiny_pipeline_dir, "-o", tmp_path / "fox.tiff")
+    assert code == 2 and lines == [f"Error: -o {tmp_path / 'fox.tiff'}: images are written as PNG, JPEG or WebP by the file name's suffix; give a name ending in .png, .jpg, .jpeg or .webp"]
+    assert files(tmp_path) == []
+
+
+def test_the_library_writes_each_format_atomically_and_reads_its_settings(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from aigc.errors import BadInputError, OptionError
+    from aigc.generators.image import read_settings, save_images, save_pngs
+
+    settings = {"prompt": "a fox", "negative": "", "model": "m", "seed": 1, "steps": 2, "guidance": 0.0, "width": 8, "height": 8, "dtype": "float32", "device": "cpu"}
+    pictures = [Image.new("RGB", (8, 8), "red"), Image.new("RGBA", (8, 8), "blue")]  # RGBA: JPEG takes RGB only
+    written = save_images(pictures, [tmp_path / "a.jpg", tmp_path / "b.webp"], [settings, {**settings, "seed": 2}])
+    assert [read_settings(path)["seed"] for path in written] == [1, 2]
+    assert read_settings(tmp_path / "a.jpg") == settings
+    mixed = save_images(pictures, [tmp_path / "m.png", tmp_path / "m.jpg"], [settings, settings], quality=90)  # quality: the JPEG's
+    assert [read_settings(path) for path in mixed] == [settings, settings]
+    with pytest.raises(OptionError, match="quality is for JPEG and WebP files; PNG is lossless"):
+        save_images(pictures[:1], [tmp_path / "q.png"], [settings], quality=90)
+    with pytest.raises(OptionError, match="quality must be from 1 to 100, got 0"):
+        save_images(pictures[:1], [tmp_path / "q.webp"], [settings], quality=0)
+    with pytest.raises(OptionError, match="format must be PNG, JPEG or WEBP, got 'gif'"):
+        save_images(pictures[:1], [tmp_path / "q.png"], [settings], format="gif")
+    with pytest.raises(BadInputError, match=r"a\.gif: images are written as PNG, JPEG or WebP"):
+        save_images(pictures[:1], [tmp_path / "a.gif"], [settings])
+    assert save_pngs(pictures[:1], [tmp_path / "old.jpg"], [settings])  # as before: a PNG, whatever the name
+    with Image.open(tmp_path / "old.jpg") as image:
+        assert image.format == "PNG"
+    real_save = Image.Image.save
+    calls = []
+
+    def second_fails(self, *args, **kwargs):  # the second of two files fails: neither is written
+        calls.append(kwargs.get("format"))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", second_fails)
+    before = files(tmp_path)
+    with pytest.raises(OSError):
+        save_images(pictures, [tmp_path / "c.webp", tmp_path / "d.jpg"], [settings, settings])
+    assert calls == ["WEBP", "JPEG"] and files(tmp_path) == before
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (8, 8)).save(plain)
+    with pytest.raises(BadInputError, match="has no aigc settings in it"):
+        read_settings(plain)
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.gif")
+    with pytest.raises(BadInputError, match="is a GIF, not a PNG, JPEG or WebP; give a PNG, JPEG or WebP made by aigc image"):
+        read_settings(tmp_path / "x.gif")
+    with pytest.raises(BadInputError, match="do not fit a JPEG's 64 KB of EXIF; write a .png or .webp"):
+        save_images(pictures[:1], [tmp_path / "long.jpg"], [{**settings, "prompt": "fox " * 20000}])
+    assert not (tmp_path / "long.jpg").exists()
