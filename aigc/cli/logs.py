@@ -25,7 +25,7 @@ Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
 Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the first fenced code block of each answer (the whole answer where it has none).")]
 ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the last fenced code block of each answer (the whole answer where it has none).")]
-Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", help="Each prompt and response as one line of at most 100 terminal columns, for a quick look.")]
+Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", help="Each answer as one line, for a quick look: ## ID · time · command · model · prompt → response, both cut short.")]
 IdGt = Annotated[Optional[int], typer.Option("--id-gt", metavar="ID", help="Only answers logged after this one (ids grow as answers are logged): for an export of what is new since the last.", show_default=False)]
 IdGte = Annotated[Optional[int], typer.Option("--id-gte", metavar="ID", help="Only this answer and those logged after it.", show_default=False)]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="WHEN", help="Only answers logged since WHEN: 2026-12-06, 2026-12-06T08:00 (local time; Z or +01:00 names the zone), or a time ago: 30m, 12h, 7d.", show_default=False)]
@@ -81,7 +81,7 @@ def _show(count, query, model, command, session, response, as_json, current, ext
     elif extract or extract_last:  # as llm's `logs -x`: each answer's code block, for a script
         ui.result("\n\n".join(extract_code(e.response, extract_last) for e in found))
     else:
-        ui.result("\n\n".join(e.to_markdown(truncate) for e in found))
+        ui.result(("\n" if truncate else "\n\n").join(e.to_markdown(truncate) for e in found))
 
 
 def _no_match(model: str | None, command: str | None, session: str | None, template: str | None = None) -> str:

@@ -67,15 +67,18 @@ def test_query_finds_the_template_name_too():
     assert invoke("logs", "-q", "recipe-card", "-r").stdout == "Flour, water.\n"
 
 
-def test_truncate_shows_each_prompt_and_response_as_one_short_line():
+def test_truncate_shows_each_answer_as_one_line_with_no_options_line():
     document = "Bees.\n\n" + "word " * 200
-    logs.record(entry(1, prompt=document, response="A short\nsummary."))
+    first = logs.record(entry(1, prompt=document, response="A short\nsummary.", options={"template": "chat", "temperature": 0.0, "top_p": 0.9}))
+    second = logs.record(entry(2, command="run", prompt="bake", response="bread " * 50, options={"template": "recipe"}))
     shown = invoke("logs", "-t")
     assert shown.exit_code == 0
-    prompt = shown.stdout.split("### Prompt\n\n")[1].split("\n")[0]
-    assert prompt == ("Bees. " + "word " * 200)[:97] + "..." and len(prompt) == 100
-    assert shown.stdout.endswith("### Response\n\nA short summary.\n")  # short enough: whole, on one line
-    assert document in invoke("logs").stdout  # without -t: all of it
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 2  # one line an entry, none between them: no options line, no ### Prompt
+    day_and_minute = logs.entries(None)[0].datetime_utc[:16].replace("T", " ")
+    assert lines[0] == f"## {first} · {day_and_minute} UTC · chat · m · " + ("Bees. " + "word " * 200)[:37] + "... → A short summary."
+    assert lines[1].startswith(f"## {second} · ") and " · run/recipe · m · bake → " + ("bread " * 50)[:57] + "..." in lines[1]  # the template after the command it is not
+    assert "temperature" not in shown.stdout and document in invoke("logs").stdout  # without -t: all of it, options too
     for other in ("-r", "--json", "-x"):
         refused = invoke("logs", "-t", other)
         assert refused.exit_code == 2 and "--truncate shortens the Markdown listing" in refused.stderr
@@ -85,12 +88,11 @@ def test_truncate_counts_terminal_columns_and_never_cuts_inside_a_character_as_s
     from rich.cells import cell_len
 
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one emoji, seven code points
-    logs.record(entry(1, prompt="人工智能正在改变内容创作的方式。" * 5, response="a" * 95 + " " + family + " and more"))
+    logs.record(entry(1, prompt="人工智能正在改变内容创作的方式。" * 5, response="a" * 55 + " " + family + " and more"))
     shown = invoke("logs", "-t").stdout
-    prompt = shown.split("### Prompt\n\n")[1].split("\n")[0]
-    response = shown.split("### Response\n\n")[1].split("\n")[0]
-    assert prompt == ("人工智能正在改变内容创作的方式。" * 5)[:48] + "..." and cell_len(prompt) == 99  # 48 wide characters: 96 columns
-    assert response == "a" * 95 + " ..."  # the family whole or not at all
+    prompt, response = shown.split(" · m · ")[1].rstrip("\n").split(" → ")
+    assert prompt == ("人工智能正在改变内容创作的方式。" * 5)[:18] + "..." and cell_len(prompt) == 39  # 18 wide characters: 36 columns
+    assert response == "a" * 55 + " ..."  # the family whole or not at all
 
 
 def test_a_session_file_named_in_no_utf8_is_logged_with_its_odd_bytes_shown_as_u_fffd():
@@ -468,7 +470,7 @@ def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
 def test_short_is_llm_logs_s_for_the_one_line_listing():
     logs.record(entry(1, prompt="line one\nline two", response="A short\nsummary."))
     assert invoke("logs", "-s").stdout == invoke("logs", "--truncate").stdout == invoke("logs", "--short").stdout
-    assert "### Prompt\n\nline one line two\n" in invoke("logs", "-s").stdout
+    assert " · line one line two → A short summary.\n" in invoke("logs", "-s").stdout
 
 
 def test_a_template_run_logs_its_templates_digest_and_logs_template_finds_its_runs():
