@@ -325,8 +325,61 @@ def remove(ids: list[int]) -> int:
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise BadInputError(f"no logged response {', '.join(missing)}; `aigc logs -n 0` lists them all")
-    with _connect() as db, db:
-        return db.execute(f"DELETE FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids).rowcount
+    with _connect() as db:
+        with db:
+            count = db.execute(f"DELETE FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids).rowcount
+        _shrink(db)
+    return count
+
+
+def _pruned(until: datetime | None, keep: int | None) -> tuple[str, list]:
+    """The SQL condition (and its arguments) of the entries `prune(until, keep)` deletes."""
+    if until is None and keep is None:
+        raise BadInputError(f"say which answers to prune: those logged before {spelt('--until WHEN', 'until')}, all but the latest {spelt('--keep N', 'keep')}, or both")
+    if keep is not None and keep < 0:
+        raise BadInputError(f"{spelt('--keep', 'keep')} must be 0 or more (how many of the latest answers to keep), got {keep}")
+    where, args = [], []
+    if until is not None:
+        where.append("datetime_utc < ?")
+        args.append(until.astimezone(timezone.utc).isoformat(timespec="seconds"))
+    if keep is not None:
+        where.append("id NOT IN (SELECT id FROM responses ORDER BY id DESC LIMIT ?)")
+        args.append(min(keep, MAX_ID))
+    return " AND ".join(where), args
+
+
+def to_prune(until: datetime | None = None, keep: int | None = None) -> tuple[int, set[str]]:
+    """How many entries `prune(until, keep)` would delete, and the chat sessions (names or conversation
+    ids) they belong to."""
+    where, args = _pruned(until, keep)
+    if not log_path().exists():
+        return 0, set()
+    with _connect() as db:
+        count = db.execute(f"SELECT count(*) FROM responses WHERE {where}", args).fetchone()[0]
+        sessions = {r[0] for r in db.execute(f"SELECT DISTINCT session FROM responses WHERE session IS NOT NULL AND {where}", args)}
+    return count, sessions
+
+
+def prune(until: datetime | None = None, keep: int | None = None) -> int:
+    """Delete the entries logged before `until` that are not among the latest `keep` (either alone:
+    all logged before `until`, all but the latest `keep`); returns how many went. The file shrinks
+    when much of it is left empty."""
+    where, args = _pruned(until, keep)
+    if not log_path().exists():
+        return 0
+    with _connect() as db:
+        with db:
+            count = db.execute(f"DELETE FROM responses WHERE {where}", args).rowcount
+        _shrink(db)
+    return count
+
+
+def _shrink(db: sqlite3.Connection) -> None:
+    """VACUUM the log (the file gives back its empty pages) when a quarter of it or more is empty: the
+    cost of rewriting what is left is then small beside what it frees."""
+    free, pages = db.execute("PRAGMA freelist_count").fetchone()[0], db.execute("PRAGMA page_count").fetchone()[0]
+    if free and free * 4 >= pages:
+        db.execute("VACUUM")
 
 
 def clear() -> int:

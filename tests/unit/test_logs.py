@@ -518,3 +518,84 @@ def test_a_log_row_records_the_sampling_defaults_an_answer_took(tiny_model_dir):
 
     assert logged()[-1]["options"] | {"aigc_version": None} == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 512, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "aigc_version": None}
     assert logged()[-1]["options"]["aigc_version"] == aigc.__version__
+
+
+def _aged(entry_id: int, days: int) -> None:
+    """Make an entry look logged `days` days ago."""
+    from datetime import datetime, timedelta, timezone
+
+    with logs._connect() as db, db:
+        db.execute("UPDATE responses SET datetime_utc = ? WHERE id = ?", ((datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="seconds"), entry_id))
+
+
+def test_rm_until_deletes_the_answers_logged_before_when_and_keep_all_but_the_latest_n():
+    ids = [logs.record(entry(n)) for n in range(6)]
+    for entry_id, days in zip(ids, (40, 35, 31, 10, 1)):
+        _aged(entry_id, days)
+    done = invoke("logs", "rm", "--until", "30d")  # not a terminal: no question
+    assert done.exit_code == 0, done.output
+    assert "deleted 3 logged answers (logged before " in done.stderr and "3 kept" in done.stderr
+    assert [row["id"] for row in logged()] == ids[3:]
+    nothing = invoke("logs", "rm", "--until", "30d")
+    assert nothing.exit_code == 0 and "deleted no logged answers" in nothing.stderr
+    assert invoke("logs", "rm", "--keep", "2").exit_code == 0 and [row["id"] for row in logged()] == ids[4:]
+    assert invoke("logs", "rm", "--keep", "5").exit_code == 0 and [row["id"] for row in logged()] == ids[4:]
+
+
+def test_rm_until_with_keep_deletes_only_the_old_answers_beyond_the_latest_n():
+    ids = [logs.record(entry(n)) for n in range(5)]
+    for entry_id in ids[:4]:
+        _aged(entry_id, 60)
+    assert logs.to_prune(logs.since_time("30d"), 2) == (3, set())
+    done = invoke("logs", "rm", "--until", "30d", "--keep", "2")
+    assert done.exit_code == 0 and "not among the latest 2" in done.stderr
+    assert [row["id"] for row in logged()] == ids[3:]  # the latest 2 kept though one is old; the new one kept
+
+
+@pytest.mark.parametrize("args", [("--keep", "-1"), ("--until", "soon"), ("--all", "--keep", "1"), ("1", "--until", "1d"), ()])
+def test_rm_refuses_bad_or_clashing_ways_of_choosing_what_to_delete(args):
+    logs.record(entry(1))
+    refused = invoke("logs", "rm", *args)
+    assert refused.exit_code == 2 and refused.stderr.startswith("Error: ") and len(logged()) == 1
+
+
+def test_a_prune_gives_the_space_back_so_logs_status_shows_the_file_smaller():
+    for n in range(100):
+        logs.record(entry(n, response="word " * 2000))
+    before = json.loads(invoke("logs", "status", "--json").stdout)
+    assert invoke("logs", "rm", "--keep", "5").exit_code == 0
+    after = json.loads(invoke("logs", "status", "--json").stdout)
+    assert after["responses"] == 5 and after["bytes"] < before["bytes"] / 5
+
+
+def test_rm_of_many_answers_asks_first_on_a_terminal_and_a_no_deletes_nothing(monkeypatch):
+    from aigc.cli import options
+
+    monkeypatch.setattr(options, "stdin_is_terminal", lambda: True)
+    ids = [logs.record(entry(n)) for n in range(3)]
+    for args in (("--all",), ("--keep", "1"), ("--until", "0s")):
+        for answer in ("n\n", "\n", "", "whatever\n"):  # "" : Ctrl-D
+            kept = invoke("logs", "rm", *args, input=answer)
+            assert kept.exit_code == 1 and "[y/N]" in kept.stderr and "nothing deleted" in kept.stderr, kept.output
+            assert len(logged()) == 3
+    asked = invoke("logs", "rm", "--keep", "1", input="y\n")
+    assert asked.exit_code == 0 and "delete 2 of the 3 logged answers (not among the latest 1)? [y/N]" in asked.stderr
+    assert [row["id"] for row in logged()] == ids[2:]
+    one = invoke("logs", "rm", str(ids[2]))  # an answer named by its id: not asked
+    assert one.exit_code == 0 and "[y/N]" not in one.stderr and logged() == []
+    logs.record(entry(9))
+    sure = invoke("logs", "rm", "--all", "-y")
+    assert sure.exit_code == 0 and "[y/N]" not in sure.stderr and logged() == []
+
+
+def test_ctrl_c_at_the_question_is_a_no(monkeypatch):
+    from aigc.cli import options
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(options, "stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(options, "_answer", interrupted)
+    logs.record(entry(1))
+    kept = invoke("logs", "rm", "--all")
+    assert kept.exit_code == 1 and "nothing deleted" in kept.stderr and len(logged()) == 1, kept.output
