@@ -186,9 +186,9 @@ def _prune(until, keep: int | None, yes: bool) -> None:
     """`aigc logs rm --until WHEN --keep N`: the answers logged before WHEN that are not among the latest N."""
     count, sessions = logs.to_prune(until, keep)
     doomed = conversations.unnamed_files(sessions)
-    which = " and ".join(part for part in (until is not None and f"logged before {until.astimezone().strftime('%Y-%m-%d %H:%M %Z')}", keep is not None and f"not among the latest {keep}") if part)
+    which = " and ".join(part for part in (until is not None and f"logged before {until.astimezone().strftime('%Y-%m-%d %H:%M %Z')}", keep is not None and f"beyond the latest {keep}") if part)
     if not count:
-        ui.info(f"deleted no logged answers: none is {which}")
+        ui.info(f"nothing deleted: no logged answer is {which}")
         return
     held = logs.status()["responses"]
     confirm_deletion(f"delete {count} of the {_answers(held)} ({which}){_and_conversations(doomed)}?", yes)

@@ -537,7 +537,7 @@ def test_rm_until_deletes_the_answers_logged_before_when_and_keep_all_but_the_la
     assert "deleted 3 logged answers (logged before " in done.stderr and "3 kept" in done.stderr
     assert [row["id"] for row in logged()] == ids[3:]
     nothing = invoke("logs", "rm", "--until", "30d")
-    assert nothing.exit_code == 0 and "deleted no logged answers" in nothing.stderr
+    assert nothing.exit_code == 0 and "nothing deleted: no logged answer is logged before" in nothing.stderr
     assert invoke("logs", "rm", "--keep", "2").exit_code == 0 and [row["id"] for row in logged()] == ids[4:]
     assert invoke("logs", "rm", "--keep", "5").exit_code == 0 and [row["id"] for row in logged()] == ids[4:]
 
@@ -548,7 +548,7 @@ def test_rm_until_with_keep_deletes_only_the_old_answers_beyond_the_latest_n():
         _aged(entry_id, 60)
     assert logs.to_prune(logs.since_time("30d"), 2) == (3, set())
     done = invoke("logs", "rm", "--until", "30d", "--keep", "2")
-    assert done.exit_code == 0 and "not among the latest 2" in done.stderr
+    assert done.exit_code == 0 and "beyond the latest 2" in done.stderr
     assert [row["id"] for row in logged()] == ids[3:]  # the latest 2 kept though one is old; the new one kept
 
 
@@ -579,7 +579,7 @@ def test_rm_of_many_answers_asks_first_on_a_terminal_and_a_no_deletes_nothing(mo
             assert kept.exit_code == 1 and "[y/N]" in kept.stderr and "nothing deleted" in kept.stderr, kept.output
             assert len(logged()) == 3
     asked = invoke("logs", "rm", "--keep", "1", input="y\n")
-    assert asked.exit_code == 0 and "delete 2 of the 3 logged answers (not among the latest 1)? [y/N]" in asked.stderr
+    assert asked.exit_code == 0 and "delete 2 of the 3 logged answers (beyond the latest 1)? [y/N]" in asked.stderr
     assert [row["id"] for row in logged()] == ids[2:]
     one = invoke("logs", "rm", str(ids[2]))  # an answer named by its id: not asked
     assert one.exit_code == 0 and "[y/N]" not in one.stderr and logged() == []
