@@ -66,9 +66,16 @@ class Entry:
         return {"id": values.pop("id"), "datetime_utc": values.pop("datetime_utc"), **values}
 
     def to_markdown(self, truncate: bool = False) -> str:
-        """The entry under a `## ID` heading; `truncate`: its prompt and response as one line of at most
-        `TRUNCATE` columns each (`aigc logs -t`, as `llm logs -t`)."""
+        """The entry under a `## ID` heading; `truncate`: the entry as one line, for a quick look (`aigc logs -t`):
+        `## ID · time · command · model · prompt → response`, the prompt cut to `SHORT_PROMPT` columns and the
+        response to `SHORT_RESPONSE`, with no options line; the template after the command where it is another
+        (`run/recipe`)."""
         when = self.datetime_utc.replace("T", " ").replace("+00:00", " UTC")
+        if truncate:
+            template = self.options.get("template")
+            what = f"{self.command}/{template}" if isinstance(template, str) and template and template != self.command else self.command
+            short = when[:16] + " UTC" if when.endswith(" UTC") else when  # to the minute
+            return f"## {self.id} · {short} · {what} · {self.model} · {_truncated(self.prompt, SHORT_PROMPT)} → {_truncated(self.response, SHORT_RESPONSE)}"
         head = f"## {self.id} · {when} · {self.command} · {self.model}"
         given = {k: v for k, v in self.options.items() if v is not None and v != ""}  # `aspect=` says nothing
         facts = [", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in given.items())] if given else []
@@ -78,26 +85,25 @@ class Entry:
             facts.append(f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens")
         if self.duration_ms is not None:
             facts.append(f"{self.duration_ms / 1000:.1f} s")
-        prompt, response = (_truncated(self.prompt), _truncated(self.response)) if truncate else (self.prompt, self.response)
-        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", prompt, "### Response", response])
+        return "\n\n".join([head] + [" · ".join(facts)] * bool(facts) + ["### Prompt", self.prompt, "### Response", self.response])
 
 
-TRUNCATE = 100
+SHORT_PROMPT, SHORT_RESPONSE = 40, 60  # terminal columns of the prompt and the response in `aigc logs -t`
 
 
-def _truncated(text: str) -> str:
-    """`text` as one line of at most `TRUNCATE` terminal columns (a CJK character takes two), cut
+def _truncated(text: str, columns: int) -> str:
+    """`text` as one line of at most `columns` terminal columns (a CJK character takes two), cut
     between characters as shown (grapheme clusters: an emoji family, a letter and its accent)."""
     import regex
     from rich.cells import cell_len
 
     one_line = " ".join(text.split())
-    if cell_len(one_line) <= TRUNCATE:
+    if cell_len(one_line) <= columns:
         return one_line
     kept, width = [], 0
     for cluster in regex.finditer(r"\X", one_line):
         width += cell_len(cluster.group())
-        if width > TRUNCATE - 3:
+        if width > columns - 3:
             break
         kept.append(cluster.group())
     return "".join(kept) + "..."
@@ -319,8 +325,61 @@ def remove(ids: list[int]) -> int:
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise BadInputError(f"no logged response {', '.join(missing)}; `aigc logs -n 0` lists them all")
-    with _connect() as db, db:
-        return db.execute(f"DELETE FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids).rowcount
+    with _connect() as db:
+        with db:
+            count = db.execute(f"DELETE FROM responses WHERE id IN ({', '.join('?' * len(ids))})", ids).rowcount
+        _shrink(db)
+    return count
+
+
+def _pruned(until: datetime | None, keep: int | None) -> tuple[str, list]:
+    """The SQL condition (and its arguments) of the entries `prune(until, keep)` deletes."""
+    if until is None and keep is None:
+        raise BadInputError(f"say which answers to prune: those logged before {spelt('--until WHEN', 'until')}, all but the latest {spelt('--keep N', 'keep')}, or both")
+    if keep is not None and keep < 0:
+        raise BadInputError(f"{spelt('--keep', 'keep')} must be 0 or more (how many of the latest answers to keep), got {keep}")
+    where, args = [], []
+    if until is not None:
+        where.append("datetime_utc < ?")
+        args.append(until.astimezone(timezone.utc).isoformat(timespec="seconds"))
+    if keep is not None:
+        where.append("id NOT IN (SELECT id FROM responses ORDER BY id DESC LIMIT ?)")
+        args.append(min(keep, MAX_ID))
+    return " AND ".join(where), args
+
+
+def to_prune(until: datetime | None = None, keep: int | None = None) -> tuple[int, set[str]]:
+    """How many entries `prune(until, keep)` would delete, and the chat sessions (names or conversation
+    ids) they belong to."""
+    where, args = _pruned(until, keep)
+    if not log_path().exists():
+        return 0, set()
+    with _connect() as db:
+        count = db.execute(f"SELECT count(*) FROM responses WHERE {where}", args).fetchone()[0]
+        sessions = {r[0] for r in db.execute(f"SELECT DISTINCT session FROM responses WHERE session IS NOT NULL AND {where}", args)}
+    return count, sessions
+
+
+def prune(until: datetime | None = None, keep: int | None = None) -> int:
+    """Delete the entries logged before `until` that are not among the latest `keep` (either alone:
+    all logged before `until`, all but the latest `keep`); returns how many went. The file shrinks
+    when much of it is left empty."""
+    where, args = _pruned(until, keep)
+    if not log_path().exists():
+        return 0
+    with _connect() as db:
+        with db:
+            count = db.execute(f"DELETE FROM responses WHERE {where}", args).rowcount
+        _shrink(db)
+    return count
+
+
+def _shrink(db: sqlite3.Connection) -> None:
+    """VACUUM the log (the file gives back its empty pages) when a quarter of it or more is empty: the
+    cost of rewriting what is left is then small beside what it frees."""
+    free, pages = db.execute("PRAGMA freelist_count").fetchone()[0], db.execute("PRAGMA page_count").fetchone()[0]
+    if free and free * 4 >= pages:
+        db.execute("VACUUM")
 
 
 def clear() -> int:

@@ -10,7 +10,7 @@ from ..engine.models import recorded_name
 from ..errors import BadInputError
 from ..markdown_blocks import extract_code
 from ..textio import check_utf8
-from .options import check_extract, misplaced
+from .options import Yes, check_extract, confirm_deletion, misplaced
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
 
@@ -25,7 +25,7 @@ Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]
 Extract = Annotated[bool, typer.Option("--extract", "-x", help="Print only the first fenced code block of each answer (the whole answer where it has none).")]
 ExtractLast = Annotated[bool, typer.Option("--extract-last", "--xl", help="Print only the last fenced code block of each answer (the whole answer where it has none).")]
-Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", help="Each prompt and response as one line of at most 100 terminal columns, for a quick look.")]
+Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", help="Each answer as one line, for a quick look: ## ID · time · command · model · prompt → response, both cut short.")]
 IdGt = Annotated[Optional[int], typer.Option("--id-gt", metavar="ID", help="Only answers logged after this one (ids grow as answers are logged): for an export of what is new since the last.", show_default=False)]
 IdGte = Annotated[Optional[int], typer.Option("--id-gte", metavar="ID", help="Only this answer and those logged after it.", show_default=False)]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="WHEN", help="Only answers logged since WHEN: 2026-12-06, 2026-12-06T08:00 (local time; Z or +01:00 names the zone), or a time ago: 30m, 12h, 7d.", show_default=False)]
@@ -81,7 +81,7 @@ def _show(count, query, model, command, session, response, as_json, current, ext
     elif extract or extract_last:  # as llm's `logs -x`: each answer's code block, for a script
         ui.result("\n\n".join(extract_code(e.response, extract_last) for e in found))
     else:
-        ui.result("\n\n".join(e.to_markdown(truncate) for e in found))
+        ui.result(("\n" if truncate else "\n\n").join(e.to_markdown(truncate) for e in found))
 
 
 def _no_match(model: str | None, command: str | None, session: str | None, template: str | None = None) -> str:
@@ -147,26 +147,69 @@ def path() -> None:
 def remove(
     ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
+    until: Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Delete the answers logged before WHEN: 30d (older than 30 days), 12h, 2026-12-06, 2026-12-06T08:00, as `aigc logs --until` takes it.", show_default=False)] = None,
+    keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the latest N answers and delete the rest; with --until, only those of the rest logged before WHEN.", show_default=False)] = None,
+    yes: Yes = False,
 ) -> None:
     """Delete logged answers; their text is overwritten in the file. The unnamed conversations
     (`aigc chat -c`) that hold them go too, with --all every one and the chat input history
-    (named sessions stay: `aigc sessions rm`)."""
-    if bool(ids) == everything:
-        raise BadInputError("give the ids of the answers to delete or --all, not both" if everything else "give the ids of the answers to delete, or --all")
+    (named sessions stay: `aigc sessions rm`). --all, --until and --keep ask first [y/N] when
+    the input is a terminal (-y: do not ask); ids never ask, nor does a script."""
+    pruning = until is not None or keep is not None
+    if sum((bool(ids), everything, pruning)) != 1:
+        raise BadInputError("give ids, --all, or --until WHEN and/or --keep N: one of these, not two" if ids or everything or pruning else "give the ids of the answers to delete, --all, --until WHEN (older ones) or --keep N (all but the latest N)")
+    if pruning:
+        return _prune(None if until is None else logs.since_time(until, flag="--until"), keep, yes)
     ids = list(dict.fromkeys(ids or []))
     doomed = conversations.unnamed_files(None if everything else logs.sessions_of(ids))  # their text is kept there too, for `aigc chat -c`
+    if everything:
+        held = logs.status()["responses"]
+        history = conversations.input_history().exists()
+        if held or doomed or history:
+            parts = [f"all {_answers(held)}"] + [_conversations(doomed)] * bool(doomed) + ["the chat input history"] * history
+            confirm_deletion(f"delete {', '.join(parts[:-1])}{' and ' * (len(parts) > 1)}{parts[-1]}?", yes)
     with conversations.none_open(doomed):  # not under a chat that would write one again: nothing is deleted then
         gone = logs.clear() if everything else logs.remove(ids)
-        ui.info(f"deleted {gone} logged answer{'s' * (gone != 1)}")
+        ui.info(f"deleted {_answers(gone)}")
         forgotten = conversations.forget(doomed)
         if everything:
             if forgotten:
-                ui.info(f"deleted {len(forgotten)} unnamed conversation{'s' * (len(forgotten) != 1)}")
+                ui.info(f"deleted {_conversations(forgotten)}")
             if conversations.forget_input_history():  # what was typed in the REPL: the prompts again
                 ui.info("deleted the chat input history")
         else:
             for path in forgotten:
                 ui.info(f"deleted conversation {path.stem}, which held a deleted answer (`aigc chat --cid {path.stem}` cannot go on from it now)")
+
+
+def _prune(until, keep: int | None, yes: bool) -> None:
+    """`aigc logs rm --until WHEN --keep N`: the answers logged before WHEN that are not among the latest N."""
+    count, sessions = logs.to_prune(until, keep)
+    doomed = conversations.unnamed_files(sessions)
+    which = " and ".join(part for part in (until is not None and f"logged before {until.astimezone().strftime('%Y-%m-%d %H:%M %Z')}", keep is not None and f"beyond the latest {keep}") if part)
+    if not count:
+        ui.info(f"nothing deleted: no logged answer is {which}")
+        return
+    held = logs.status()["responses"]
+    confirm_deletion(f"delete {count} of the {_answers(held)} ({which}){_and_conversations(doomed)}?", yes)
+    with conversations.none_open(doomed):  # not under a chat that would write one again: nothing is deleted then
+        gone = logs.prune(until, keep)
+        ui.info(f"deleted {_answers(gone)} ({which}); {held - gone} kept")
+        forgotten = conversations.forget(doomed)
+        if forgotten:
+            ui.info(f"deleted {_conversations(forgotten)} that held deleted answers (`aigc chat --cid` cannot go on from them now)")
+
+
+def _answers(count: int) -> str:
+    return f"{count} logged answer{'s' * (count != 1)}"
+
+
+def _conversations(paths: list) -> str:
+    return f"{len(paths)} unnamed conversation{'s' * (len(paths) != 1)}"
+
+
+def _and_conversations(paths: list) -> str:
+    return f", {_conversations(paths)} that hold them" if paths else ""
 
 
 def register(app: typer.Typer) -> None:

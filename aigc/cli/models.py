@@ -14,7 +14,7 @@ from ..engine.diffusion import default_image_model, resolve_image
 from ..errors import AigcError, BadInputError
 from ..textio import readable_json
 from . import complete
-from .options import listing_app
+from .options import Yes, confirm_deletion, listing_app
 
 models_app = listing_app("models", "List, download and inspect models.", lambda as_json: list_models(as_json))
 
@@ -204,17 +204,27 @@ def info(
 
 
 @models_app.command("rm")
-def remove(names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.", autocompletion=complete.models)]) -> None:
+def remove(
+    names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.", autocompletion=complete.models)],
+    yes: Yes = False,
+) -> None:
     """Delete converted models from aigc's cache, and hub models from the Hugging Face cache.
 
-    The Hugging Face cache is shared with other programs; `aigc models pull` brings them back. Never
-    your own files."""
+    The Hugging Face cache is shared with other programs; `aigc models pull` brings them back (a
+    download of up to gigabytes), so on a terminal it asks first [y/N] (-y: do not ask; a script
+    is not asked). Never your own files."""
     refs = [registry.resolve(_given(name), None) for name in names]  # an unset $MODEL never means the default
     targets = {pulling.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
+    listed = lambda: ", ".join(f"{_what(ref)} ({where}, {registry.disk_size(Path(where)) / 1e6:.1f} MB)" for where, ref in targets.items())  # noqa: E731  sizes read only when it asks
+    confirm_deletion(lambda: f"delete {listed()}?", yes)
     for ref in targets.values():
         where, freed = pulling.remove(ref)
-        what = f"the converted copy of {ref.name}" if ref.kind == "gguf" else ref.name  # the .gguf file itself is kept
-        ui.info(f"removed {what}: {where} ({freed / 1e6:.1f} MB freed)")
+        ui.info(f"removed {_what(ref)}: {where} ({freed / 1e6:.1f} MB freed)")
+
+
+def _what(ref) -> str:
+    """What `models rm` deletes of `ref`: a .gguf file itself is kept, its converted copy goes."""
+    return f"the converted copy of {ref.name}" if ref.kind == "gguf" else ref.name
 
 
 @models_app.command()

@@ -385,6 +385,40 @@ def read_schema_option(value: Optional[str]) -> Optional[dict]:
     return schema
 
 
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking first (aigc asks only when its input is a terminal).")]
+
+
+def stdin_is_terminal() -> bool:
+    """Whether standard input is a terminal: someone there can be asked."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _answer() -> str:
+    """A line typed at the terminal ('' at its end: Ctrl-D)."""
+    return sys.stdin.readline()
+
+
+def confirm_deletion(question: "str | Callable[[], str]", yes: bool = False) -> None:
+    """Ask `question [y/N]` (a function giving it, called only when it asks) on stderr before a deletion too large to undo by mistake (`logs rm --all`,
+    `--until`, `--keep`; `models rm`), when standard input is a terminal and -y/--yes is not given. Off a
+    terminal (a script, a pipe, cron) it never asks. Anything but y or yes, Ctrl-D or Ctrl-C is a no:
+    nothing is deleted and the command exits 1. Deleting things one names one by one (`logs rm ID`,
+    `sessions rm NAME`, `templates rm NAME`) asks nothing, as `git branch -d` does not."""
+    if yes or not stdin_is_terminal():
+        return
+    sys.stderr.write(f"{question() if callable(question) else question} [y/N] ")
+    sys.stderr.flush()
+    try:
+        answer = _answer()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer.endswith("\n"):  # Ctrl-D or Ctrl-C: the next line starts on a line of its own
+        sys.stderr.write("\n")
+    if answer.strip().lower() not in ("y", "yes"):
+        ui.stderr().print("nothing deleted", markup=False)
+        raise typer.Exit(1)
+
+
 def stdin_ready() -> bool:
     """Whether standard input is a pipe from another command (`aigc run x | aigc run y`: read when
     that one finishes, however long it runs first) or holds something now (text or its end), so

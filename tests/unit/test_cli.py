@@ -3226,6 +3226,26 @@ def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir
     assert invoke("models", "rm", "smollm2").exit_code == 2
 
 
+def test_models_rm_asks_first_on_a_terminal_and_a_no_or_ctrl_d_keeps_the_model(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from aigc.cli import options
+
+    monkeypatch.setenv("AIGC_CACHE_DIR", str(tmp_path / "cache"))
+    converted = tmp_path / "cache" / "models" / "smollm2"
+    shutil.copytree(tiny_model_dir, converted)
+    monkeypatch.setattr(options, "stdin_is_terminal", lambda: True)
+    for answer in ("n\n", ""):  # "": Ctrl-D
+        kept = invoke("models", "rm", "smollm2", input=answer)
+        assert kept.exit_code == 1 and "nothing deleted" in kept.stderr and converted.is_dir(), kept.output
+        assert f"delete smollm2 ({converted}, " in kept.stderr and " MB)? [y/N]" in kept.stderr  # what goes, and how big it is
+    done = invoke("models", "rm", "smollm2", input="y\n")
+    assert done.exit_code == 0 and "removed smollm2" in done.stderr and not converted.exists()
+    shutil.copytree(tiny_model_dir, converted)
+    sure = invoke("models", "rm", "-y", "smollm2")
+    assert sure.exit_code == 0 and "[y/N]" not in sure.stderr and not converted.exists()
+
+
 @pytest.mark.parametrize(
     "args, words",
     [

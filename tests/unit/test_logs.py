@@ -67,15 +67,18 @@ def test_query_finds_the_template_name_too():
     assert invoke("logs", "-q", "recipe-card", "-r").stdout == "Flour, water.\n"
 
 
-def test_truncate_shows_each_prompt_and_response_as_one_short_line():
+def test_truncate_shows_each_answer_as_one_line_with_no_options_line():
     document = "Bees.\n\n" + "word " * 200
-    logs.record(entry(1, prompt=document, response="A short\nsummary."))
+    first = logs.record(entry(1, prompt=document, response="A short\nsummary.", options={"template": "chat", "temperature": 0.0, "top_p": 0.9}))
+    second = logs.record(entry(2, command="run", prompt="bake", response="bread " * 50, options={"template": "recipe"}))
     shown = invoke("logs", "-t")
     assert shown.exit_code == 0
-    prompt = shown.stdout.split("### Prompt\n\n")[1].split("\n")[0]
-    assert prompt == ("Bees. " + "word " * 200)[:97] + "..." and len(prompt) == 100
-    assert shown.stdout.endswith("### Response\n\nA short summary.\n")  # short enough: whole, on one line
-    assert document in invoke("logs").stdout  # without -t: all of it
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 2  # one line an entry, none between them: no options line, no ### Prompt
+    day_and_minute = logs.entries(None)[0].datetime_utc[:16].replace("T", " ")
+    assert lines[0] == f"## {first} · {day_and_minute} UTC · chat · m · " + ("Bees. " + "word " * 200)[:37] + "... → A short summary."
+    assert lines[1].startswith(f"## {second} · ") and " · run/recipe · m · bake → " + ("bread " * 50)[:57] + "..." in lines[1]  # the template after the command it is not
+    assert "temperature" not in shown.stdout and document in invoke("logs").stdout  # without -t: all of it, options too
     for other in ("-r", "--json", "-x"):
         refused = invoke("logs", "-t", other)
         assert refused.exit_code == 2 and "--truncate shortens the Markdown listing" in refused.stderr
@@ -85,12 +88,11 @@ def test_truncate_counts_terminal_columns_and_never_cuts_inside_a_character_as_s
     from rich.cells import cell_len
 
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one emoji, seven code points
-    logs.record(entry(1, prompt="人工智能正在改变内容创作的方式。" * 5, response="a" * 95 + " " + family + " and more"))
+    logs.record(entry(1, prompt="人工智能正在改变内容创作的方式。" * 5, response="a" * 55 + " " + family + " and more"))
     shown = invoke("logs", "-t").stdout
-    prompt = shown.split("### Prompt\n\n")[1].split("\n")[0]
-    response = shown.split("### Response\n\n")[1].split("\n")[0]
-    assert prompt == ("人工智能正在改变内容创作的方式。" * 5)[:48] + "..." and cell_len(prompt) == 99  # 48 wide characters: 96 columns
-    assert response == "a" * 95 + " ..."  # the family whole or not at all
+    prompt, response = shown.split(" · m · ")[1].rstrip("\n").split(" → ")
+    assert prompt == ("人工智能正在改变内容创作的方式。" * 5)[:18] + "..." and cell_len(prompt) == 39  # 18 wide characters: 36 columns
+    assert response == "a" * 55 + " ..."  # the family whole or not at all
 
 
 def test_a_session_file_named_in_no_utf8_is_logged_with_its_odd_bytes_shown_as_u_fffd():
@@ -468,7 +470,7 @@ def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
 def test_short_is_llm_logs_s_for_the_one_line_listing():
     logs.record(entry(1, prompt="line one\nline two", response="A short\nsummary."))
     assert invoke("logs", "-s").stdout == invoke("logs", "--truncate").stdout == invoke("logs", "--short").stdout
-    assert "### Prompt\n\nline one line two\n" in invoke("logs", "-s").stdout
+    assert " · line one line two → A short summary.\n" in invoke("logs", "-s").stdout
 
 
 def test_a_template_run_logs_its_templates_digest_and_logs_template_finds_its_runs():
@@ -516,3 +518,84 @@ def test_a_log_row_records_the_sampling_defaults_an_answer_took(tiny_model_dir):
 
     assert logged()[-1]["options"] | {"aigc_version": None} == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 512, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "aigc_version": None}
     assert logged()[-1]["options"]["aigc_version"] == aigc.__version__
+
+
+def _aged(entry_id: int, days: int) -> None:
+    """Make an entry look logged `days` days ago."""
+    from datetime import datetime, timedelta, timezone
+
+    with logs._connect() as db, db:
+        db.execute("UPDATE responses SET datetime_utc = ? WHERE id = ?", ((datetime.now(timezone.utc) - timedelta(days=days)).isoformat(timespec="seconds"), entry_id))
+
+
+def test_rm_until_deletes_the_answers_logged_before_when_and_keep_all_but_the_latest_n():
+    ids = [logs.record(entry(n)) for n in range(6)]
+    for entry_id, days in zip(ids, (40, 35, 31, 10, 1)):
+        _aged(entry_id, days)
+    done = invoke("logs", "rm", "--until", "30d")  # not a terminal: no question
+    assert done.exit_code == 0, done.output
+    assert "deleted 3 logged answers (logged before " in done.stderr and "3 kept" in done.stderr
+    assert [row["id"] for row in logged()] == ids[3:]
+    nothing = invoke("logs", "rm", "--until", "30d")
+    assert nothing.exit_code == 0 and "nothing deleted: no logged answer is logged before" in nothing.stderr
+    assert invoke("logs", "rm", "--keep", "2").exit_code == 0 and [row["id"] for row in logged()] == ids[4:]
+    assert invoke("logs", "rm", "--keep", "5").exit_code == 0 and [row["id"] for row in logged()] == ids[4:]
+
+
+def test_rm_until_with_keep_deletes_only_the_old_answers_beyond_the_latest_n():
+    ids = [logs.record(entry(n)) for n in range(5)]
+    for entry_id in ids[:4]:
+        _aged(entry_id, 60)
+    assert logs.to_prune(logs.since_time("30d"), 2) == (3, set())
+    done = invoke("logs", "rm", "--until", "30d", "--keep", "2")
+    assert done.exit_code == 0 and "beyond the latest 2" in done.stderr
+    assert [row["id"] for row in logged()] == ids[3:]  # the latest 2 kept though one is old; the new one kept
+
+
+@pytest.mark.parametrize("args", [("--keep", "-1"), ("--until", "soon"), ("--all", "--keep", "1"), ("1", "--until", "1d"), ()])
+def test_rm_refuses_bad_or_clashing_ways_of_choosing_what_to_delete(args):
+    logs.record(entry(1))
+    refused = invoke("logs", "rm", *args)
+    assert refused.exit_code == 2 and refused.stderr.startswith("Error: ") and len(logged()) == 1
+
+
+def test_a_prune_gives_the_space_back_so_logs_status_shows_the_file_smaller():
+    for n in range(100):
+        logs.record(entry(n, response="word " * 2000))
+    before = json.loads(invoke("logs", "status", "--json").stdout)
+    assert invoke("logs", "rm", "--keep", "5").exit_code == 0
+    after = json.loads(invoke("logs", "status", "--json").stdout)
+    assert after["responses"] == 5 and after["bytes"] < before["bytes"] / 5
+
+
+def test_rm_of_many_answers_asks_first_on_a_terminal_and_a_no_deletes_nothing(monkeypatch):
+    from aigc.cli import options
+
+    monkeypatch.setattr(options, "stdin_is_terminal", lambda: True)
+    ids = [logs.record(entry(n)) for n in range(3)]
+    for args in (("--all",), ("--keep", "1"), ("--until", "0s")):
+        for answer in ("n\n", "\n", "", "whatever\n"):  # "" : Ctrl-D
+            kept = invoke("logs", "rm", *args, input=answer)
+            assert kept.exit_code == 1 and "[y/N]" in kept.stderr and "nothing deleted" in kept.stderr, kept.output
+            assert len(logged()) == 3
+    asked = invoke("logs", "rm", "--keep", "1", input="y\n")
+    assert asked.exit_code == 0 and "delete 2 of the 3 logged answers (beyond the latest 1)? [y/N]" in asked.stderr
+    assert [row["id"] for row in logged()] == ids[2:]
+    one = invoke("logs", "rm", str(ids[2]))  # an answer named by its id: not asked
+    assert one.exit_code == 0 and "[y/N]" not in one.stderr and logged() == []
+    logs.record(entry(9))
+    sure = invoke("logs", "rm", "--all", "-y")
+    assert sure.exit_code == 0 and "[y/N]" not in sure.stderr and logged() == []
+
+
+def test_ctrl_c_at_the_question_is_a_no(monkeypatch):
+    from aigc.cli import options
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(options, "stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(options, "_answer", interrupted)
+    logs.record(entry(1))
+    kept = invoke("logs", "rm", "--all")
+    assert kept.exit_code == 1 and "nothing deleted" in kept.stderr and len(logged()) == 1, kept.output
