@@ -25,7 +25,7 @@ def invoke(*args, input=None, env=None):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["models", "list"], ["models"], ["templates"], ["chat", "--help"], ["similar", "--help"], ["templates", "list"], ["plugins"], ["plugins", "--all", "--json"], ["sessions", "--json"], ["logs", "--json"]]
+    "argv", [["--help"], ["models", "list"], ["models"], ["templates"], ["chat", "--help"], ["similar", "--help"], ["templates", "list"], ["plugins"], ["plugins", "--all", "--json"], ["sessions", "--json"], ["logs", "--json"], ["config", "show"]]
 )
 def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
