@@ -58,37 +58,137 @@ def settings_file() -> Path:
 
 def load_settings() -> dict:
     """The settings file's contents; {} when there is none. A file that is not TOML is a one-line error."""
-    from .errors import BadInputError
-
     path = settings_file()
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):  # none there (an AIGC_CONFIG_DIR under a file: what writes there says so)
+    text = _settings_text(path)
+    if text is None:
         return {}
-    except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        settings = parse_toml(data.decode("utf-8-sig"))  # a byte-order mark (Notepad) is skipped
-    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
-        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
-    _report_unknown(path, settings)
+    settings = _parsed(path, text)
+    _report_unknown(path, settings, text)
     return settings
 
 
-def _report_unknown(path: Path, settings: dict) -> None:
-    """Warn once about each top-level key aigc does not read (a misspelt `defualt_model`)."""
+def _settings_text(path: Path) -> str | None:
+    """The settings file's text (None: there is none); one that cannot be read is a one-line error."""
+    from .errors import BadInputError
+
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):  # none there (an AIGC_CONFIG_DIR under a file: what writes there says so)
+        return None
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark (Notepad) is skipped
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+
+
+def _parsed(path: Path, text: str) -> dict:
+    from .errors import BadInputError
+
+    try:
+        return parse_toml(text)
+    except ValueError as exc:  # TOMLDecodeError is a ValueError
+        raise BadInputError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
+
+
+TOP_LEVEL_HINT = "top-level settings go above the first [table]"
+
+
+def unknown_settings(settings: dict) -> list[str]:
+    """The top-level keys of the settings file aigc does not read (a misspelt `defualt_model`)."""
+    return sorted(key for key in settings if key not in SETTINGS)
+
+
+def misplaced_settings(settings: dict, text: str | None = None) -> list[tuple[str, str, int | None]]:
+    """Top-level settings' names inside a table, as (table, key, line): `default_model = ...`
+    written below `[aliases]`, where TOML makes it part of that table. `text`: the file's text,
+    for line numbers (read when not given)."""
+    tables = [("aliases",), ("serve",), ("remotes",)]
+    remotes = settings.get("remotes")
+    tables += [("remotes", name) for name in sorted(remotes)] if isinstance(remotes, dict) else []
+    found = []
+    for table in tables:
+        entries = settings.get(table[0]) if len(table) == 1 else remotes.get(table[1])
+        if isinstance(entries, dict):
+            found += [(".".join(table), key, key_line(table, key, text)) for key in sorted(set(entries) & set(SETTINGS))]
+    return found
+
+
+def misplaced_message(path: Path, table: str, key: str, line: int | None) -> str:
+    return f"{path}: {key} is inside [{table}]" + (f" (line {line})" if line else "") + f"; {TOP_LEVEL_HINT}"
+
+
+def settings_warnings(path: Path, settings: dict, text: str | None = None) -> list[tuple[str, str]]:
+    """What is likely wrong in the settings file though aigc can read it, as (key, message):
+    `unknown_settings` and `misplaced_settings`. `load_settings` warns of each once; `aigc doctor` lists them."""
+    found = [(key, f"{path}: aigc reads no setting {key!r}; {did_you_mean(key, SETTINGS)}it reads {', '.join(SETTINGS)}") for key in unknown_settings(settings)]
+    return found + [(f"{table}.{key}", misplaced_message(path, table, key, line)) for table, key, line in misplaced_settings(settings, text)]
+
+
+def did_you_mean(key: str, known) -> str:
+    """"did you mean KNOWN? " for the known name `key` is likely a misspelling of, else ""."""
     import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def unknown_hint(unknown: list[str], known, table: tuple[str, ...]) -> str:
+    """What to say of the unknown keys of a table: where each is (its line) with what it likely
+    means (`prot` -> port), or that it is a top-level setting written below the table; "" for none."""
+    said = []
+    for key in unknown:
+        line = key_line(table, key)
+        at = f" (line {line})" if line else ""
+        if key in SETTINGS:
+            said.append(f"{key}{at} is a top-level setting: {TOP_LEVEL_HINT}; ")
+        else:
+            meant = did_you_mean(key, known)
+            said.append(f"{key}{at}: {meant}" if meant or at else "")
+    return "".join(said)
+
+
+def _report_unknown(path: Path, settings: dict, text: str | None = None) -> None:
+    """Warn once about each of `settings_warnings`."""
     import warnings
 
     from .errors import AigcWarning
 
-    for key in sorted(settings):
-        if key in SETTINGS or (str(path), key) in _reported:
+    for key, message in settings_warnings(path, settings, text):
+        if (str(path), key) in _reported:
             continue
         _reported.add((str(path), key))
-        close = difflib.get_close_matches(key, SETTINGS, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        warnings.warn(f"{path}: aigc reads no setting {key!r}; {hint}it reads {', '.join(SETTINGS)}", AigcWarning, stacklevel=3)
+        warnings.warn(message, AigcWarning, stacklevel=3)
+
+
+_TABLE_HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+
+
+def _table_name(header: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in header.split("."))
+
+
+def key_line(table: tuple[str, ...], key: str, text: str | None = None) -> int | None:
+    """The line number (from 1) of `key = ...` in the settings file's `[table]` (`("remotes", "lab")`
+    for `[remotes.lab]`), None where it is not written so (an inline table, a dotted key) or not there.
+    `text`: the file's text, read when not given."""
+    if text is None:
+        try:
+            text = _settings_text(settings_file())
+        except Exception:  # noqa: BLE001 - only a line number is lost
+            return None
+        if text is None:
+            return None
+    entry = re.compile(rf"\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
+    current: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _TABLE_HEADER.match(line)
+        if header:
+            current = _table_name(header.group(1))
+        elif current == table and entry.match(line):
+            return number
+    return None
 
 
 def parse_toml(text: str) -> dict:
@@ -246,7 +346,7 @@ def threads_source() -> tuple[int | None, str]:
         return named, "AIGC_THREADS"
     setting = load_settings().get("threads")
     if setting is not None and (isinstance(setting, bool) or not isinstance(setting, int) or setting < 1):
-        raise BadInputError(f"threads in {settings_file()} must be {THREADS_HINT} (threads = 2); fix it or remove the line")
+        raise BadInputError(f"threads in {settings_file()} must be {THREADS_HINT} (threads = 2), got {setting!r}; fix it or remove the line")
     return setting, "config" if setting is not None else ""
 
 
@@ -285,8 +385,14 @@ def model_aliases() -> dict[str, str]:
     from .errors import BadInputError
 
     aliases = load_settings().get("aliases", {})
-    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v for v in aliases.values()):
-        raise BadInputError(f"[aliases] in {settings_file()} must map names to models in quotes (small = \"smollm2\"); fix it")
+    if not isinstance(aliases, dict):
+        raise BadInputError(f"aliases in {settings_file()} must be a table, [aliases] with a name a line (small = \"smollm2\"); fix it")
+    bad = next((key for key, value in aliases.items() if not isinstance(value, str) or not value), None)
+    if bad is not None:
+        line = key_line(("aliases",), bad)
+        where = f"{bad} in [aliases] of {settings_file()}" + (f" (line {line})" if line else "")
+        misplaced = f"; it is a top-level setting: {TOP_LEVEL_HINT}" if bad in SETTINGS else ""
+        raise BadInputError(f"{where} must name a model in quotes ({bad} = \"smollm2\"), got {aliases[bad]!r}{misplaced}; fix it")
     return aliases
 
 
@@ -300,6 +406,7 @@ def serve_table() -> dict:
     return table
 
 
+ALIASES_COMMENT = f"# your model aliases (aigc models alias); {TOP_LEVEL_HINT}"  # set_alias writes it above the [aliases] it adds
 _ALIASES_TABLE = re.compile(r"\s*\[\s*aliases\s*\]\s*(#.*)?$")
 
 
@@ -319,7 +426,7 @@ def set_alias(name: str, target: str | None) -> Path:
             return path
         if target is None:  # written some other way (an inline table, `aliases.x = ...`)
             raise BadInputError(f"cannot find the [aliases] table in {path} to remove {name!r} from; remove it there by hand")
-        lines += ([""] if lines and lines[-1].strip() else []) + ["[aliases]"]
+        lines += ([""] if lines and lines[-1].strip() else []) + [ALIASES_COMMENT, "[aliases]"]
         header = len(lines) - 1
     end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
     entry = re.compile(rf"\s*(?:{re.escape(name)}|\"{re.escape(name)}\")\s*=")
@@ -333,7 +440,8 @@ def set_alias(name: str, target: str | None) -> Path:
     end = next((i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
     emptied = target is None and not any(line.strip() for line in lines[header + 1:end])
     if emptied:  # the last alias removed: its table goes too, with the blank line set_alias put before it
-        del lines[header - (header > 0 and not lines[header - 1].strip()):end]
+        start = header - (header > 0 and lines[header - 1] == ALIASES_COMMENT)
+        del lines[start - (start > 0 and not lines[start - 1].strip()):end]
     text = "\n".join(lines) + "\n" if lines else ""
     aliases = {k: v for k, v in settings.get("aliases", {}).items() if k != name} | ({name: target} if target else {})
     expected = {k: v for k, v in settings.items() if k != "aliases"} | ({"aliases": aliases} if aliases or "aliases" in settings and not emptied else {})

@@ -253,11 +253,134 @@ def _settings(context: dict) -> list[Check]:
     except AigcError as exc:
         context["settings_error"] = str(exc)
         return [Check("config", "problem", str(exc), f"fix {path} or move it away (`aigc models default`, `aigc models alias` write it again)", facts)]
-    unknown = sorted(key for key in settings if key not in config.SETTINGS)
+    unknown = config.unknown_settings(settings)
     facts["unknown_keys"] = unknown
     if unknown:
-        return [Check("config", "warning", f"{path}: aigc reads no setting {', '.join(map(repr, unknown))}", f"rename or remove {'them' if len(unknown) > 1 else 'it'}; aigc reads {', '.join(config.SETTINGS)}", facts)]
-    return [Check("config", "ok", f"config file {path}" + ("" if facts["exists"] else " (none yet: aigc's defaults)"), facts=facts)]
+        checks = [Check("config", "warning", f"{path}: aigc reads no setting {', '.join(map(repr, unknown))}", f"rename or remove {'them' if len(unknown) > 1 else 'it'}; aigc reads {', '.join(config.SETTINGS)}", facts)]
+    else:
+        checks = [Check("config", "ok", f"config file {path}" + ("" if facts["exists"] else " (none yet: aigc's defaults)"), facts=facts)]
+    for table, key, line in config.misplaced_settings(settings):
+        fix = f"move the {key} line above the first [table] of {path}" + (f" (if it is meant for [{table}], aigc reads no {key} there)" if table != "aliases" else " (or rename the alias)")
+        checks.append(Check("config:misplaced", "warning", config.misplaced_message(path, table, key, line), fix, {"table": table, "key": key, "line": line}))
+    return checks + _logs_setting() + _aliases_setting(settings) + _serve_setting(settings) + _remotes_setting(settings)
+
+
+def _failed(id: str, fix: str, check: Callable[[], Any]) -> list[Check]:
+    """A problem check when `check` (the function the commands that read a setting call) raises an AigcError, else []."""
+    try:
+        check()
+    except AigcError as exc:
+        return [Check(id, "problem", str(exc), fix)]
+    return []
+
+
+def _logs_setting() -> list[Check]:
+    """Whether answers are logged and what decides, as the commands that log read it (`aigc.logs.logging_state`)."""
+    from . import logs
+
+    try:
+        on, decided = logs.logging_state()
+    except AigcError as exc:
+        fix = "unset AIGC_LOGS, or set it to 1 or 0" if os.environ.get("AIGC_LOGS", "").strip() else "`aigc logs on` or `aigc logs off` writes it right"
+        return [Check("logs", "problem", str(exc), fix, {"logged": None, "set_by": None})]
+    return [Check("logs", "ok", f"answers are {'' if on else 'not '}logged ({decided})", facts={"logged": on, "set_by": decided})]
+
+
+def _aliases_setting(settings: dict) -> list[Check]:
+    """Your `[aliases]`, each resolved as `-m NAME` resolves it."""
+    if "aliases" not in settings:
+        return []
+    from .engine.models import checked_alias
+
+    try:
+        aliases = config.model_aliases()
+    except AigcError as exc:
+        return [Check("aliases", "problem", str(exc), "fix the [aliases] table: one NAME = \"MODEL\" a line")]
+    checks = []
+    for name in sorted(aliases):
+        _, problem = checked_alias(name)
+        if problem:
+            checks.append(Check(f"alias:{name}", "problem", problem, f"point it at a model you have (`aigc models alias {name} MODEL`) or remove it (`aigc models alias {name} --rm`)", {"alias": name, "model": aliases[name]}))
+    return checks
+
+
+def _serve_setting(settings: dict) -> list[Check]:
+    """The `[serve]` table, checked as `aigc serve` checks it."""
+    if "serve" not in settings:
+        return []
+    return _failed("serve", f"fix the [serve] table of {config.settings_file()} (`aigc serve --help` lists its options)", _serve_defaults)
+
+
+def _remotes_setting(settings: dict) -> list[Check]:
+    """Each `[remotes.NAME]` table, checked as `-m remote:NAME` checks it."""
+    if "remotes" not in settings:
+        return []
+    from .engine.remote import named_remote, remote_names
+
+    try:
+        names = remote_names()
+    except AigcError as exc:
+        return [Check("remotes", "problem", str(exc), "write each remote as a [remotes.NAME] table (see the README's remote models)")]
+    return [check for name in names for check in _failed(f"remote:{name}", f"fix [remotes.{name}] (url, and optionally model and api_key_env)", lambda name=name: named_remote(name))]
+
+
+def _source(said: str) -> str:
+    """Where a setting comes from, as `aigc config show` names it: the flag or variable that set
+    it, "config.toml", or "default", from the words doctor shows ("set by AIGC_LOGS", "set in FILE", "aigc's own default")."""
+    if said.startswith("set by "):
+        return said.removeprefix("set by ")
+    if said.startswith("set in ") or said in ("config", "config.toml"):
+        return "config.toml"
+    return said if said.startswith("-") or said.startswith("AIGC_") else "default"
+
+
+def effective_settings() -> list[dict[str, Any]]:
+    """Each top-level setting of config.toml (config.SETTINGS) in effect, as {"key", "value",
+    "source", "error"}: source the flag or AIGC_* variable that set it, "config.toml" or "default",
+    read by the functions the commands (and doctor's checks) read it with; error (else None) why
+    the setting cannot be used, value then None. A settings file that cannot be read is an AigcError."""
+    from . import logs
+
+    settings = config.load_settings()
+
+    def table(key: str, read: Callable[[], Any]) -> Any:
+        read()
+        return settings.get(key, {})
+
+    def threads() -> tuple[Any, str]:
+        count, source = config.threads_source()
+        return count, source or "default"
+
+    readers: dict[str, Callable[[], tuple[Any, str]]] = {
+        "default_model": lambda: config.default_source("text"),
+        "default_image_model": lambda: config.default_source("image"),
+        "logs": logs.logging_state,
+        "threads": threads,
+        "remotes": lambda: (table("remotes", _remote_tables), "config.toml" if "remotes" in settings else "default"),
+        "aliases": lambda: (config.model_aliases(), "config.toml" if "aliases" in settings else "default"),
+        "serve": lambda: (table("serve", _serve_defaults), "config.toml" if "serve" in settings else "default"),
+    }
+    rows = []
+    for key in config.SETTINGS:
+        try:
+            value, said = readers[key]()
+            rows.append({"key": key, "value": value, "source": _source(said), "error": None})
+        except AigcError as exc:
+            rows.append({"key": key, "value": None, "source": None, "error": str(exc)})
+    return rows
+
+
+def _remote_tables() -> None:
+    from .engine.remote import named_remote, remote_names
+
+    for name in remote_names():
+        named_remote(name)
+
+
+def _serve_defaults() -> None:
+    from .cli.serve import table_defaults
+
+    table_defaults()
 
 
 def _unsettled(exc: AigcError, context: dict) -> str | None:

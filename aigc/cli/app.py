@@ -571,7 +571,7 @@ def root(
     if threads is not None and threads < 1:
         raise BadInputError(f"--threads must be {config.THREADS_HINT}, got {threads}")
     config.given_threads = threads
-    if threads is None and ctx.invoked_subcommand != "doctor":  # which reports it among the rest
+    if threads is None and ctx.invoked_subcommand not in ("doctor", "config"):  # which report it among the rest
         config.env_threads()  # a bad AIGC_THREADS is an error before any work
     ui.settings.verbosity = -1 if quiet else verbose
     if NOTE in ctx.meta:

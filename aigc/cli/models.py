@@ -109,13 +109,9 @@ def alias_rows(defaults: dict[str, str | None]) -> list[dict]:
         ui.warn(str(exc))
         return rows
     for name, target in sorted(aliases.items()):
-        if name in registry.registered_models():  # written by hand: -m NAME means aigc's model
-            ui.warn(f"alias {name!r} in {config.settings_file()} is never used: aigc has a model of that name; rename it there")
-            continue
-        try:
-            ref = registry.resolve(name)
-        except AigcError as exc:
-            ui.warn(str(exc))
+        ref, problem = registry.checked_alias(name)
+        if ref is None:
+            ui.warn(problem)
             continue
         kind = _served(ref) if ref.kind == "remote" else "image" if ref.image else "text"
         rows.append({
@@ -132,7 +128,12 @@ def remote_rows(default: str | None) -> list[dict]:
     from ..errors import RemoteConfigError
 
     rows = []
-    for name in remote_names():
+    try:
+        names = remote_names()
+    except RemoteConfigError as exc:  # `remotes = 3`
+        ui.warn(str(exc))
+        return rows
+    for name in names:
         try:
             remote = named_remote(name)
         except RemoteConfigError as exc:

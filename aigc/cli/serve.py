@@ -45,7 +45,7 @@ def table_defaults() -> dict:
     checked: every key an option's name (its flag with `_` for `-`), every value of the option's type
     (a list of strings, or one string, for a repeatable option). Not the API key: a file others may read is no place
     for it (`api_key_env` names the variable that holds it)."""
-    from ..config import serve_table, settings_file
+    from ..config import serve_table, settings_file, unknown_hint
 
     table, types = serve_table(), _option_types()
     where = f"[serve] in {settings_file()}"
@@ -53,7 +53,7 @@ def table_defaults() -> dict:
         raise BadInputError(f"{where}: api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY (a systemd EnvironmentFile, say) or give --api-key")
     unknown = sorted(set(table) - set(types))
     if unknown:
-        raise BadInputError(f"{where} has unknown keys {', '.join(unknown)}; it takes {', '.join(types)}")
+        raise BadInputError(f"{where} has unknown keys {', '.join(unknown)}; {unknown_hint(unknown, types, ('serve',))}it takes {', '.join(types)}")
     defaults = {}
     for name, value in table.items():
         if types[name] is list:

@@ -10,7 +10,7 @@ def register_commands(app):
     from ..cli import serve
     from ..cli import translate
     from ..cli import batch, classify, embed, logs
-    from ..cli import doctor
+    from ..cli import config, doctor
 
-    for module in (chat, summarize, headline, image, models, sessions, logs, templates, run, plugins, serve, translate, classify, embed, batch, doctor):
+    for module in (chat, summarize, headline, image, models, sessions, logs, templates, run, plugins, serve, translate, classify, embed, batch, config, doctor):
         module.register(app)

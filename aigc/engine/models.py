@@ -8,6 +8,7 @@ here too; `engine/diffusion.py` loads them. `engine/pulling.py` gets a model's f
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import difflib
 import hashlib
@@ -234,7 +235,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         )
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
     kinds = (kind,) if kind else ("text", "image")
-    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
+    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + ([] if _KINDS_ASKED.get() else [a for a in config.model_aliases() if alias_kind(a) in kinds]))
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
     if not meant and kind == "text":  # a model to run with -m (not one `aigc models` names: rm, info, default)
@@ -271,12 +272,29 @@ def _meant(name: str, known: list[str]) -> str | None:
     return found[0] if found else None
 
 
+def checked_alias(name: str) -> tuple[ModelRef | None, str | None]:
+    """Your alias `name` (`[aliases]` of config.toml) resolved, or None and why it cannot be used
+    (aigc has a model of that name; its model cannot be used): `aigc models list` warns of it, `aigc doctor` reports it."""
+    if name in registered_models():  # written by hand: -m NAME means aigc's model
+        return None, f"alias {name!r} in {config.settings_file()} is never used: aigc has a model of that name; rename it there"
+    try:
+        return resolve(name), None
+    except AigcError as exc:
+        return None, str(exc)
+
+
+_KINDS_ASKED = contextvars.ContextVar("aigc_alias_kinds", default=False)  # alias_kind is resolving: an unknown name's error lists no alias of yours
+
+
 def alias_kind(alias: str) -> str | None:
     """Whether your alias names a text or an image model (None: its model cannot be used)."""
+    asked = _KINDS_ASKED.set(True)  # an alias naming an unknown model: its error, which would list your aliases by kind, goes unread
     try:
         return "image" if _resolve(alias).image else "text"
     except AigcError:
         return None
+    finally:
+        _KINDS_ASKED.reset(asked)
 
 
 def recorded_name(name: str) -> str:

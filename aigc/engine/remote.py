@@ -241,10 +241,16 @@ class NamedRemote:
         return f"set {self.api_key_env} to the server's key" if self.api_key_env else KEY_HINT
 
 
+REMOTE_KEYS = ("url", "model", "api_key_env")
+
+
 def remote_names() -> list[str]:
-    """The names of the `[remotes.NAME]` tables in the settings file."""
+    """The names of the `[remotes.NAME]` tables in the settings file; `remotes` that is no table
+    (`remotes = 3`) is a RemoteConfigError."""
     remotes = config.load_settings().get("remotes", {})
-    return sorted(remotes) if isinstance(remotes, dict) else []
+    if not isinstance(remotes, dict):
+        raise RemoteConfigError(f"remotes in {config.settings_file()} must be tables, [remotes.NAME] with url = \"http://HOST:PORT/v1\", got {remotes!r}; fix it")
+    return sorted(remotes)
 
 
 def named_remote(name: str) -> NamedRemote:
@@ -260,9 +266,9 @@ def named_remote(name: str) -> NamedRemote:
     where = f"[remotes.{name}] in {path}"
     if not isinstance(entry, dict):
         raise RemoteConfigError(f"{where} must be a table with url (and optionally model, api_key_env)")
-    unknown = sorted(set(entry) - {"url", "model", "api_key_env"})
+    unknown = sorted(set(entry) - set(REMOTE_KEYS))
     if unknown:
-        raise RemoteConfigError(f"{where} has unknown keys {', '.join(unknown)}; it takes url, model and api_key_env")
+        raise RemoteConfigError(f"{where} has unknown keys {', '.join(unknown)}; {config.unknown_hint(unknown, REMOTE_KEYS, ('remotes', name))}it takes url, model and api_key_env")
     url = entry.get("url")
     if url is None:
         raise RemoteConfigError(f"{where} has no url: add url = \"http://HOST:PORT/v1\" (an http or https URL)")

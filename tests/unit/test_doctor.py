@@ -411,3 +411,28 @@ def test_a_read_only_cache_holding_the_default_model_is_a_note_and_an_empty_one_
     result = doctor()
     assert result.exit_code == 0, result.output
     assert line_of(result.stdout, "cache directory")[0] == f"  note     cache directory {cache}: {cache} is not writable; it holds the default model smollm2, so only pulling others into it fails"
+
+
+@pytest.mark.parametrize(("text", "id", "status", "said"), [
+    ('logs = "no"\n', "logs", "problem", "logs in {path} must be true or false"),
+    ("[aliases]\nsmall = 3\n", "aliases", "problem", "small in [aliases] of {path} (line 2) must name a model in quotes (small = \"smollm2\"), got 3"),
+    ('[aliases]\nsmall = "bogusmodel"\n', "alias:small", "problem", "alias 'small' (in {path}) names 'bogusmodel', which cannot be used: unknown model 'bogusmodel'"),
+    ("[serve]\nprot = 1\n", "serve", "problem", "[serve] in {path} has unknown keys prot; prot (line 2): did you mean port?"),
+    ('[remotes.x]\nurll = "http://x"\n', "remote:x", "problem", "[remotes.x] in {path} has unknown keys urll; urll (line 2): did you mean url?"),
+    ("remotes = 3\n", "remotes", "problem", "remotes in {path} must be tables"),
+    ('threads = "two"\n', "threads", "problem", "threads in {path} must be a whole number of 1 or more (threads = 2), got 'two'"),
+    ('[aliases]\nsmall = "smollm2"\ndefault_model = "smollm2"\n', "config:misplaced", "warning", "{path}: default_model is inside [aliases] (line 3); top-level settings go above the first [table]"),
+])
+def test_doctor_reports_what_the_commands_reading_a_setting_reject_or_warn_of(text, id, status, said):
+    path = config.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    code, data = report()
+    check = data["checks"][id]
+    assert check["status"] == status and check["summary"].startswith(said.format(path=path)) and check["fix"], check
+    assert code == (1 if status == "problem" else 0)
+
+
+def test_the_logging_setting_in_effect_is_an_ok_line_saying_what_decides():
+    code, data = report(env={"AIGC_LOGS": "0"})
+    assert data["checks"]["logs"]["status"] == "ok" and data["checks"]["logs"]["summary"] == "answers are not logged (set by AIGC_LOGS)"

@@ -3684,7 +3684,7 @@ def test_api_key_env_given_what_is_no_variable_name_is_refused_without_echoing_i
 @pytest.mark.parametrize(
     "table, words",
     [
-        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; it takes model, host, port, api_key_env, device, dtype, quantize, trust_remote_code, max_batch,"),
+        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; max_bacth (line 2): did you mean max_batch? it takes model, host, port, api_key_env, device, dtype, quantize, trust_remote_code, max_batch,"),
         ('api_key = "secret"', "[serve] in {file}: api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY"),
         ('port = "8080"', "[serve] in {file}: port must be a whole number, got '8080'"),
         ("max_batch = true", "[serve] in {file}: max_batch must be a whole number, got True"),

@@ -87,7 +87,7 @@ def test_a_bad_count_in_the_settings_file_names_the_file(tiny_model_dir, asked, 
     fresh = shutil.copytree(tiny_model_dir, tmp_path / "model")  # not loaded yet: no loading note comes before the error either
     result = chat(fresh, "-v")
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [f"Error: threads in {config.settings_file()} must be a whole number of 1 or more (threads = 2); fix it or remove the line"]
+    assert result.stderr.strip().splitlines() == [f"Error: threads in {config.settings_file()} must be a whole number of 1 or more (threads = 2), got '2'; fix it or remove the line"]
     assert asked == []
 
 
