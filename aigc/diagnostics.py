@@ -356,6 +356,7 @@ def effective_settings() -> list[dict[str, Any]]:
         "default_image_model": lambda: config.default_source("image"),
         "logs": logs.logging_state,
         "threads": threads,
+        "templates_path": lambda: ([str(path) for path in config.templates_path()], "config.toml" if "templates_path" in settings else "default"),
         "remotes": lambda: (table("remotes", _remote_tables), "config.toml" if "remotes" in settings else "default"),
         "aliases": lambda: (config.model_aliases(), "config.toml" if "aliases" in settings else "default"),
         "serve": lambda: (table("serve", _serve_defaults), "config.toml" if "serve" in settings else "default"),

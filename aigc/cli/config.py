@@ -59,6 +59,8 @@ def _shown(key: str, value: Any) -> str:
         return "one per core (torch's default)" if key == "threads" else "none"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
     if isinstance(value, dict):
         if not value:
             return "none"

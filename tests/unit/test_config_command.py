@@ -30,20 +30,20 @@ def test_config_path_prints_the_settings_file_and_whether_it_exists():
 
 
 def test_config_show_gives_each_setting_in_effect_and_where_it_is_set():
-    write('default_model = "smollm2"\nthreads = 2\n\n[aliases]\nsmall = "smollm2"\n\n[serve]\nport = 8080\n\n[remotes.lab]\nurl = "http://lab:8000/v1"\n')
+    write('default_model = "smollm2"\nthreads = 2\ntemplates_path = ["team"]\n\n[aliases]\nsmall = "smollm2"\n\n[serve]\nport = 8080\n\n[remotes.lab]\nurl = "http://lab:8000/v1"\n')
     result = invoke("--threads", "3", "config", "show", "--json", env={"AIGC_LOGS": "0"})
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["path"] == str(config.settings_file()) and data["exists"] is True
     assert {key: (row["value"], row["source"]) for key, row in data["settings"].items()} == {
         "default_model": ("smollm2", "config.toml"), "default_image_model": ("sd-turbo", "default"), "logs": (False, "AIGC_LOGS"),
-        "threads": (3, "--threads"), "remotes": ({"lab": {"url": "http://lab:8000/v1"}}, "config.toml"),
+        "threads": (3, "--threads"), "templates_path": ([str(config.settings_file().parent / "team")], "config.toml"), "remotes": ({"lab": {"url": "http://lab:8000/v1"}}, "config.toml"),
         "aliases": ({"small": "smollm2"}, "config.toml"), "serve": ({"port": 8080}, "config.toml"),
     }
     text = invoke("config", "show", env={"AIGC_DEFAULT_MODEL": "small"}).stdout.splitlines()
     assert invoke("config", env={"AIGC_DEFAULT_MODEL": "small"}).stdout.splitlines() == text  # `aigc config` alone shows them
     assert text[0].split() == ["default_model", "small", "AIGC_DEFAULT_MODEL"] and text[3].split() == ["threads", "2", "config.toml"]
-    assert text[5].split() == ["aliases", "small", "=", "smollm2", "config.toml"] and [line.split()[0] for line in text] == list(config.SETTINGS)
+    assert text[6].split() == ["aliases", "small", "=", "smollm2", "config.toml"] and [line.split()[0] for line in text] == list(config.SETTINGS)
 
 
 def test_config_show_of_settings_that_cannot_be_used_warns_of_each_and_exits_2():
