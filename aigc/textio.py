@@ -101,8 +101,73 @@ def likely_encoding(data: bytes) -> str | None:
     best = found.best()
     if best is None or not (best.coherence > 0 or (len(found) <= 2 and best.language != "Unknown")):
         return None
-    name = codecs.lookup(best.encoding).name.upper().replace("_", "-")
+    encoding = best.encoding
+    if _latin(str(best)):  # cp1250 and cp1252 often score the same there: which one's letters the text's words are made of says
+        encoding = _latin_encoding(data[:65536]) or encoding
+    name = codecs.lookup(encoding).name.upper().replace("_", "-")
     return _ICONV_NAMES.get(name, name)
+
+
+# The letters other than a-z that languages written in Latin script use, for telling apart the
+# code pages that put different letters at the same bytes (\xe8: è in CP1252, č in CP1250)
+_ALPHABETS = (
+    "àâæçéèêëîïôœùûüÿ",  # French
+    "äöüß",  # German
+    "áéíñóúü",  # Spanish
+    "àáâãçéêíóôõú",  # Portuguese
+    "àèéìíîòóù",  # Italian
+    "àçèéíïòóúü",  # Catalan
+    "áéèëïóöü",  # Dutch
+    "æøåéó",  # Danish, Norwegian
+    "åäöé",  # Swedish, Finnish
+    "áðéíóúýþæö",  # Icelandic
+    "çë",  # Albanian
+    "áčďéěíňóřšťúůýž",  # Czech
+    "áäčďéíĺľňóôŕšťúýž",  # Slovak
+    "ąćęłńóśźż",  # Polish
+    "áéíóöőúüű",  # Hungarian
+    "čćđšž",  # Croatian, Slovenian, Bosnian
+    "ăâîșțşţ",  # Romanian
+    "çğıöşüâîi\u0307",  # Turkish (İ lower-cased: i and a combining dot)
+    "ąčęėįšųūž",  # Lithuanian
+    "āčēģīķļņšūž",  # Latvian
+    "äõöüšž",  # Estonian
+)
+# Code pages of Latin-script text, most used first (a tie goes to the first: the text reads the same in both)
+_LATIN_ENCODINGS = ("cp1252", "cp1250", "iso8859_2", "cp1257", "cp1254", "iso8859_16")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _latin(text: str) -> bool:
+    """Whether most letters outside ASCII in `text` are Latin ones."""
+    letters = [c for c in _NON_ASCII.findall(text) if c.isalpha()]
+    return sum(unicodedata.name(c, "").startswith("LATIN") for c in letters) > len(letters) / 2
+
+
+def _latin_encoding(data: bytes) -> str | None:
+    """Which of the Latin-script code pages bytes are most likely in: the one whose text's letters
+    outside ASCII best fit one language's alphabet, with fewest controls, unassigned bytes and
+    symbols inside words (CP1250's `crème` read as CP1252 is `crčme`: no language has both è and č)."""
+    best, best_score = None, None
+    for encoding in _LATIN_ENCODINGS:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue  # a byte the code page has no character for
+        letters: dict[str, int] = {}
+        odd = 0
+        for match in _NON_ASCII.finditer(text):
+            c, at = match.group(), match.start()
+            if c.isalpha():
+                letters[c.lower()] = letters.get(c.lower(), 0) + 1
+            elif unicodedata.category(c)[0] == "C" or (text[at - 1 : at].isalpha() and text[at + 1 : at + 2].isalpha()):
+                odd += 1  # a control byte, or a symbol inside a word (CP1250's ł read as CP1252: mi³y)
+        total = sum(letters.values())
+        fit = max(sum(n for c, n in letters.items() if c in alphabet) for alphabet in _ALPHABETS) if letters else 0
+        score = fit - (total - fit) - odd
+        if best_score is None or score > best_score:
+            best, best_score = encoding, score
+    return best
 
 
 def _conversion(data: bytes, path: str) -> str:

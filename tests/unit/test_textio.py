@@ -298,3 +298,22 @@ def test_command_line_text_in_another_encoding_names_its_likely_encoding():
         check_utf8({"prompt": [argument]}, "prompt")
     with pytest.raises(BadInputError, match=r"convert with `iconv -f ENCODING -t utf-8`\)$"):
         check_utf8("\ud800", "prompt")  # no bytes behind it to guess from
+
+
+@pytest.mark.parametrize(
+    "text, encoding, named",
+    [
+        ("Café crème, München. La ville a voté mardi pour créer des jardins sur les toits des écoles. Les critiques s'inquiètent du coût, mais le maire parle d'un « investissement » pour l'été. Une idée naïve?", "cp1252", "CP1252"),
+        ("Café crème à la française: le conseil a décidé. Où est l'élève? Ça coûte cher, dit-il. Noël approche.", "latin-1", "CP1252"),
+        ("Die Bürger in München stimmten am Dienstag für Gärten auf den Dächern. Kritiker äußerten Bedenken über die Kosten; die Größe der Flächen ist fraglich. „Schön“, sagte er.", "cp1252", "CP1252"),
+        ("El ayuntamiento votó el martes a favor de crear jardines en los tejados. ¿Cuánto costará? Los críticos señalaron que el año pasado la señora Núñez pidió más información.", "cp1252", "CP1252"),
+        ("Městská rada v úterý odhlasovala zřízení zahrad na střechách škol. Kritici se obávají nákladů, ale starosta řekl, že jde o investici. Příští léto bude žluťoučký kůň úpět ďábelské ódy.", "cp1250", "CP1250"),
+        ("Rada miejska we wtorek zagłosowała za utworzeniem ogrodów na dachach szkół. Krytycy obawiają się kosztów, ale burmistrz powiedział, że to inwestycja. Zażółć gęślą jaźń — pchnąć w tę łódź jeża.", "cp1250", "CP1250"),
+        ("A városi tanács kedden megszavazta, hogy az iskolák tetején kerteket hozzanak létre. Árvíztűrő tükörfúrógép. A kritikusok aggódnak a költségek miatt.", "cp1250", "CP1250"),
+    ],
+)
+def test_western_and_central_european_text_is_told_apart_by_its_letters(text, encoding, named):
+    pytest.importorskip("charset_normalizer")  # it ties CP1250 with CP1252 on French, and names CP1250 or CP1257 first
+    with pytest.raises(BadInputError, match=f"it looks like {named}: convert it first, e.g. `iconv -f {named} -t utf-8 doc.txt"):
+        decode_text(text.encode(encoding), "doc.txt")
+    assert text.encode(encoding).decode(named) == text  # converting as the hint says gives the text back
