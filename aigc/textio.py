@@ -73,15 +73,25 @@ def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
                 return data.decode(encoding)
             except UnicodeDecodeError:
                 raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
-    if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
+    if data.startswith(_BINARY_SIGNATURES):
         raise _binary(data, name, expected, path)
+    nuls = data.count(b"\x00")
+    if nuls:  # a few stray ones in text (a word processor's export, a NUL-padded log) are dropped, wherever they are
+        kept = data.replace(b"\x00", b"")
+        if nuls > max(1, len(data) // 100) or len(kept) - len(kept.translate(None, _CONTROLS)) > len(kept) // 100:  # mostly binary, or UTF-16 without a byte-order mark
+            raise _binary(data, name, expected, path)
+        first, data = data.index(b"\x00"), kept
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if _controls(data):
             raise _binary(data, name, expected, path) from None
         line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
         raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); {_conversion(data, path)}") from None
+    if nuls:
+        where = f"at byte {first}" if nuls == 1 else f"the first at byte {first}"
+        warnings.warn(f"{name} holds {nuls} NUL byte{'s' if nuls > 1 else ''} ({where}), which no text holds; read without {'them' if nuls > 1 else 'it'}", AigcWarning, stacklevel=3)
+    return text
 
 
 # Python's codec names that iconv (glibc's and libiconv) spells otherwise

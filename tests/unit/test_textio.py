@@ -317,3 +317,19 @@ def test_western_and_central_european_text_is_told_apart_by_its_letters(text, en
     with pytest.raises(BadInputError, match=f"it looks like {named}: convert it first, e.g. `iconv -f {named} -t utf-8 doc.txt"):
         decode_text(text.encode(encoding), "doc.txt")
     assert text.encode(encoding).decode(named) == text  # converting as the hint says gives the text back
+
+
+def test_a_few_stray_nul_bytes_are_dropped_with_a_warning_wherever_they_are_and_many_are_binary():
+    from aigc.errors import AigcWarning
+
+    text = "The city council voted on Tuesday to expand the rooftop garden program. " * 200  # 14 KB
+    for at in (200, 12000):  # in the first 8 KB or after it: the same
+        with pytest.warns(AigcWarning, match=rf"^doc.txt holds 1 NUL byte \(at byte {at}\), which no text holds; read without it$"):
+            assert decode_text((text[:at] + "\x00" + text[at:]).encode(), "doc.txt") == text
+    with pytest.warns(AigcWarning, match=r"holds 3 NUL bytes \(the first at byte 14400\)"):
+        assert decode_text((text + "\x00\x00\x00").encode(), "doc.txt") == text
+    for data in ((text + "\x00" * 500).encode(), text.encode() + bytes(range(256)) * 20):  # padded with NULs, or a binary tail after 8 KB
+        with pytest.raises(BadInputError, match="^doc.txt looks like a binary file"):
+            decode_text(data, "doc.txt")
+    with pytest.raises(BadInputError, match=r"UTF-16 without a byte-order mark: convert it with `iconv -f utf-16le"):
+        decode_text(text.encode("utf-16-le"), "doc.txt")
