@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import subtitles
+from . import email_text, subtitles
 from .errors import AigcWarning, BadInputError
 from .html_text import html_to_text, in_declared_charset, looks_like_html
 
@@ -75,6 +75,9 @@ def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
                 raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
     if data.startswith(_BINARY_SIGNATURES):
         raise _binary(data, name, expected, path)
+    if data.lstrip().startswith(b"{\\rtf"):  # text, but markup the model would read as words
+        source = "FILE" if path == STDIN else shlex.quote(path)
+        raise BadInputError(f"{name} is an RTF document, which aigc does not read; take its text out first, e.g. `pandoc -t plain {source}`, and pipe that in")
     nuls = data.count(b"\x00")
     if nuls:  # a few stray ones in text (a word processor's export, a NUL-padded log) are dropped, wherever they are
         kept = data.replace(b"\x00", b"")
@@ -239,6 +242,8 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     `lines`, text is read as lines: HTML and subtitles only by their suffix (a line may start with `<html`) and
     nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones;
     `cues`: a subtitle file's words only (`subtitle_text`), else the file as it is."""
+    if not lines and not data.startswith(_BINARY_SIGNATURES) and email_text.is_mail(data, suffix):
+        data = email_text.mail_text(data).encode("utf-8", "surrogatepass")
     raw = in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and looks_like_html(raw))
     text = html_to_text(raw, links) if html else subtitle_text(raw, name, suffix, lines) if cues else raw
@@ -301,7 +306,7 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
     return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
 
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES)
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES, *email_text.SUFFIXES)
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
 PATH_LIKE = re.compile(r"(?:~|\.\.?)/|/[^/]+/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|[\w.~-]*\w/\Z")  # ./x, ../x, ~/x, /a/b, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP, :/, /start: words)

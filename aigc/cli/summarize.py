@@ -17,7 +17,7 @@ from .options import RunOptions, emit, generation_options, source_or_stdin, temp
 
 @generation_options(logged=True)
 def summarize(
-    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document or .srt/.vtt/.sbv/.ass/.ssa subtitles (their words), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, .srt/.vtt/.sbv/.ass/.ssa subtitles (their words) or .eml/.mbox e-mail (subjects and text), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     length: Annotated[Optional[str], typer.Option(help=f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']}).", show_default=False, autocompletion=complete.summary_lengths)] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",

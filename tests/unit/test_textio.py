@@ -333,3 +333,47 @@ def test_a_few_stray_nul_bytes_are_dropped_with_a_warning_wherever_they_are_and_
             decode_text(data, "doc.txt")
     with pytest.raises(BadInputError, match=r"UTF-16 without a byte-order mark: convert it with `iconv -f utf-16le"):
         decode_text(text.encode("utf-16-le"), "doc.txt")
+
+
+def test_an_rtf_document_is_refused_with_a_command_that_takes_its_text_out():
+    rtf = rb"{\rtf1\ansi\deff0 {\fonttbl {\f0 Times New Roman;}}\f0\fs24 The council voted.\par}"
+    with pytest.raises(BadInputError, match=r"^my doc.rtf is an RTF document, which aigc does not read; take its text out first, e.g. `pandoc -t plain 'my doc.rtf'`, and pipe that in$"):
+        decode_text(rtf, "my doc.rtf")
+    with pytest.raises(BadInputError, match=r"`pandoc -t plain FILE`"):
+        decode_text(rtf, STDIN)
+
+
+MAIL = (
+    b"From: Ann <ann@example.com>\nTo: Bob <bob@example.com>\nSubject: =?UTF-8?Q?Garden_update_=E2=80=94_vote?=\n"
+    b"MIME-Version: 1.0\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n"
+    b"The council voted for gardens. They cost two mil=\nlion dollars, caf=E9 included.\n\n"
+    b"On Mon, Bob <bob@example.com> wrote:\n> Will it pass?\n>> Older.\n\nSee you.\n-- \nAnn\n+1 555 0100\n"
+)
+
+
+def test_an_email_is_read_as_its_subject_and_text_without_quoted_replies_or_signature(tmp_path):
+    expected = "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
+    (tmp_path / "mail.eml").write_bytes(MAIL)
+    assert read_document(str(tmp_path / "mail.eml")) == expected
+    (tmp_path / "saved").write_bytes(MAIL.replace(b"\n", b"\r\n"))  # no suffix: told by its MIME-Version header
+    assert read_document(str(tmp_path / "saved")) == expected
+    memo = tmp_path / "memo.txt"
+    memo.write_bytes(b"From: Ann\nTo: Bob\nSubject: Plans\n\nWe meet at noon.\n> not a reply")
+    assert read_document(str(memo)) == memo.read_text()  # a memo's From:/To: lines are not enough to make it mail
+    assert read_input(str(tmp_path / "mail.eml"), lines=True).startswith("From: Ann")  # as lines: as it is
+
+
+def test_an_html_email_and_a_mailbox_of_several_messages_are_read_in_order(tmp_path):
+    import base64
+
+    html = base64.b64encode("<html><body><p>Bees <b>buzz</b>.</p><p>Honey \u2014 sweet.</p></body></html>".encode()).decode()
+    second = (
+        "From: Bob\nSubject: Re: bees\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\n"
+        f"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n{html}\n--XX--\n"
+    )
+    box = tmp_path / "inbox.mbox"
+    box.write_bytes(b"From ann@example.com Tue Dec  1 10:00:00 2026\n" + MAIL + b"\nFrom bob@example.com Tue Dec  1 11:00:00 2026\n" + second.encode())
+    assert read_document(str(box)) == (
+        "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
+        "\n\n# Re: bees\n\nBees buzz.\n\nHoney \u2014 sweet."
+    )
