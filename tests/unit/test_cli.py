@@ -4180,3 +4180,13 @@ def test_eval_json_records_what_was_evaluated(tiny_model_dir, tmp_path, monkeypa
     piped = invoke("eval", "classify", "-", "-m", "echo", "--json", input="I love it\tgood\nI hate it\tbad\n")
     assert piped.exit_code == 0, piped.output
     assert (json.loads(piped.stdout)["data"], json.loads(piped.stdout)["dtype"]) == ("-", None)
+
+
+def test_a_file_name_that_starts_with_a_dash_is_told_how_to_give_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-dash.txt").write_text("Bees make honey in the city.")
+    for command in ("summarize", "headline"):
+        code, lines = bad(command, "-dash.txt", "-m", "echo")
+        assert code == 2 and lines == [f"Error: No such option: -d (-dash.txt is a file here: use ./-dash.txt or put -- before it; see `aigc {command} --help`)"]
+    code, lines = bad("summarize", "-xdash.txt", "-m", "echo")  # no such file: no hint of one
+    assert code == 2 and lines == ["Error: No such option: -x (see `aigc summarize --help`)"]
