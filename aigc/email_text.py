@@ -37,6 +37,7 @@ def mail_text(data: bytes) -> str:
     """A message's (or an mbox's messages', in order) text: each its subject as a `# ` heading, then
     its text/plain part (else its HTML one, as text), without quoted reply lines (`> ...`, and the
     "... wrote:" line above them) or the signature below a `-- ` line."""
+    data = data.replace(b"\r\n", b"\n")
     messages = _MBOX_FROM.split(data) if _MBOX_FROM.match(data) else [data]
     texts = []
     for raw in messages:

@@ -372,8 +372,10 @@ def test_an_html_email_and_a_mailbox_of_several_messages_are_read_in_order(tmp_p
         f"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n{html}\n--XX--\n"
     )
     box = tmp_path / "inbox.mbox"
-    box.write_bytes(b"From ann@example.com Tue Dec  1 10:00:00 2026\n" + MAIL + b"\nFrom bob@example.com Tue Dec  1 11:00:00 2026\n" + second.encode())
-    assert read_document(str(box)) == (
-        "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
-        "\n\n# Re: bees\n\nBees buzz.\n\nHoney \u2014 sweet."
-    )
+    mailbox = b"From ann@example.com Tue Dec  1 10:00:00 2026\n" + MAIL + b"\nFrom bob@example.com Tue Dec  1 11:00:00 2026\n" + second.encode()
+    for data in (mailbox, mailbox.replace(b"\n", b"\r\n")):
+        box.write_bytes(data)
+        assert read_document(str(box)) == (
+            "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
+            "\n\n# Re: bees\n\nBees buzz.\n\nHoney \u2014 sweet."
+        )
