@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import subtitles
+from . import email_text, subtitles
 from .errors import AigcWarning, BadInputError
 from .html_text import html_to_text, in_declared_charset, looks_like_html
 
@@ -73,15 +73,28 @@ def _decoded(data: bytes, name: str, expected: str, path: str) -> str:
                 return data.decode(encoding)
             except UnicodeDecodeError:
                 raise BadInputError(f"{name} starts like {encoding.upper()} but is not valid {encoding.upper()}; give {expected} in UTF-8") from None
-    if b"\x00" in data[:8192] or data.startswith(_BINARY_SIGNATURES):
+    if data.startswith(_BINARY_SIGNATURES):
         raise _binary(data, name, expected, path)
+    if data.lstrip().startswith(b"{\\rtf"):  # text, but markup the model would read as words
+        source = "FILE" if path == STDIN else shlex.quote(path)
+        raise BadInputError(f"{name} is an RTF document, which aigc does not read; take its text out first, e.g. `pandoc -t plain {source}`, and pipe that in")
+    nuls = data.count(b"\x00")
+    if nuls:  # a few stray ones in text (a word processor's export, a NUL-padded log) are dropped, wherever they are
+        kept = data.replace(b"\x00", b"")
+        if nuls > max(1, len(data) // 100) or len(kept) - len(kept.translate(None, _CONTROLS)) > len(kept) // 100:  # mostly binary, or UTF-16 without a byte-order mark
+            raise _binary(data, name, expected, path)
+        first, data = data.index(b"\x00"), kept
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if _controls(data):
             raise _binary(data, name, expected, path) from None
         line = exc.object.count(b"\n", 0, exc.start) + 1  # counted in what was decoded (a byte-order mark left out)
         raise BadInputError(f"{name} is not valid UTF-8 (at line {line}); {_conversion(data, path)}") from None
+    if nuls:
+        where = f"at byte {first}" if nuls == 1 else f"the first at byte {first}"
+        warnings.warn(f"{name} holds {nuls} NUL byte{'s' if nuls > 1 else ''} ({where}), which no text holds; read without {'them' if nuls > 1 else 'it'}", AigcWarning, stacklevel=3)
+    return text
 
 
 # Python's codec names that iconv (glibc's and libiconv) spells otherwise
@@ -101,8 +114,73 @@ def likely_encoding(data: bytes) -> str | None:
     best = found.best()
     if best is None or not (best.coherence > 0 or (len(found) <= 2 and best.language != "Unknown")):
         return None
-    name = codecs.lookup(best.encoding).name.upper().replace("_", "-")
+    encoding = best.encoding
+    if _latin(str(best)):  # cp1250 and cp1252 often score the same there: which one's letters the text's words are made of says
+        encoding = _latin_encoding(data[:65536]) or encoding
+    name = codecs.lookup(encoding).name.upper().replace("_", "-")
     return _ICONV_NAMES.get(name, name)
+
+
+# The letters other than a-z that languages written in Latin script use, for telling apart the
+# code pages that put different letters at the same bytes (\xe8: è in CP1252, č in CP1250)
+_ALPHABETS = (
+    "àâæçéèêëîïôœùûüÿ",  # French
+    "äöüß",  # German
+    "áéíñóúü",  # Spanish
+    "àáâãçéêíóôõú",  # Portuguese
+    "àèéìíîòóù",  # Italian
+    "àçèéíïòóúü",  # Catalan
+    "áéèëïóöü",  # Dutch
+    "æøåéó",  # Danish, Norwegian
+    "åäöé",  # Swedish, Finnish
+    "áðéíóúýþæö",  # Icelandic
+    "çë",  # Albanian
+    "áčďéěíňóřšťúůýž",  # Czech
+    "áäčďéíĺľňóôŕšťúýž",  # Slovak
+    "ąćęłńóśźż",  # Polish
+    "áéíóöőúüű",  # Hungarian
+    "čćđšž",  # Croatian, Slovenian, Bosnian
+    "ăâîșțşţ",  # Romanian
+    "çğıöşüâîi\u0307",  # Turkish (İ lower-cased: i and a combining dot)
+    "ąčęėįšųūž",  # Lithuanian
+    "āčēģīķļņšūž",  # Latvian
+    "äõöüšž",  # Estonian
+)
+# Code pages of Latin-script text, most used first (a tie goes to the first: the text reads the same in both)
+_LATIN_ENCODINGS = ("cp1252", "cp1250", "iso8859_2", "cp1257", "cp1254", "iso8859_16")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _latin(text: str) -> bool:
+    """Whether most letters outside ASCII in `text` are Latin ones."""
+    letters = [c for c in _NON_ASCII.findall(text) if c.isalpha()]
+    return sum(unicodedata.name(c, "").startswith("LATIN") for c in letters) > len(letters) / 2
+
+
+def _latin_encoding(data: bytes) -> str | None:
+    """Which of the Latin-script code pages bytes are most likely in: the one whose text's letters
+    outside ASCII best fit one language's alphabet, with fewest controls, unassigned bytes and
+    symbols inside words (CP1250's `crème` read as CP1252 is `crčme`: no language has both è and č)."""
+    best, best_score = None, None
+    for encoding in _LATIN_ENCODINGS:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue  # a byte the code page has no character for
+        letters: dict[str, int] = {}
+        odd = 0
+        for match in _NON_ASCII.finditer(text):
+            c, at = match.group(), match.start()
+            if c.isalpha():
+                letters[c.lower()] = letters.get(c.lower(), 0) + 1
+            elif unicodedata.category(c)[0] == "C" or (text[at - 1 : at].isalpha() and text[at + 1 : at + 2].isalpha()):
+                odd += 1  # a control byte, or a symbol inside a word (CP1250's ł read as CP1252: mi³y)
+        total = sum(letters.values())
+        fit = max(sum(n for c, n in letters.items() if c in alphabet) for alphabet in _ALPHABETS) if letters else 0
+        score = fit - (total - fit) - odd
+        if best_score is None or score > best_score:
+            best, best_score = encoding, score
+    return best
 
 
 def _conversion(data: bytes, path: str) -> str:
@@ -164,6 +242,8 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     `lines`, text is read as lines: HTML and subtitles only by their suffix (a line may start with `<html`) and
     nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones;
     `cues`: a subtitle file's words only (`subtitle_text`), else the file as it is."""
+    if not lines and not data.startswith(_BINARY_SIGNATURES) and email_text.is_mail(data, suffix):
+        data = email_text.mail_text(data).encode("utf-8", "replace")
     raw = in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and looks_like_html(raw))
     text = html_to_text(raw, links) if html else subtitle_text(raw, name, suffix, lines) if cues else raw
@@ -226,7 +306,7 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
     return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
 
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES)
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES, *email_text.SUFFIXES)
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
 PATH_LIKE = re.compile(r"(?:~|\.\.?)/|/[^/]+/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|[\w.~-]*\w/\Z")  # ./x, ../x, ~/x, /a/b, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP, :/, /start: words)

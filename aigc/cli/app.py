@@ -138,6 +138,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", f"{fabric}; {hint}"
     elif moved:
         message, hint = f"No such option: {name}", f"{name} is an option of a command, given after it: `{moved}`"
+    elif isinstance(exc, NoSuchOption) and exc.ctx and (file := _dashed_file(name, exc.ctx.meta.get(ARGS, []))):
+        message, hint = f"No such option: {name}", f"{file} is a file here: use {shlex.quote('./' + file)} or put -- before it; {hint}"
     elif isinstance(exc, NoSuchOption) and exc.ctx and (text := _dashed_text(name, exc.ctx.meta.get(ARGS, []), where)):
         message, hint = f"No such option: {name}", f"text that starts with - goes after --, the options before it: `{text}`; {hint}"
     elif name == "--version" and where != "aigc":
@@ -197,6 +199,12 @@ def _fabric(name: str, args: list[str], where: str, command) -> str | None:
         return None
     run = "aigc chat -t NAME" if where == "aigc chat" else "aigc run NAME"
     return f"fabric's -p NAME is `{run}` here" + (f": `{run.replace('NAME', shlex.quote(value))}`" if value else "")
+
+
+def _dashed_file(name: str, args: list[str]) -> str | None:
+    """The argument click took for option `name` (`-d` of `-dash.txt`) where it names a file that
+    exists (`aigc summarize -dash.txt`); else None."""
+    return next((arg for arg in args if arg.startswith(name) and arg not in ("-", "--") and os.path.exists(arg)), None)
 
 
 def _dashed_text(name: str, args: list[str], where: str) -> str | None:

@@ -17,7 +17,7 @@ from .options import RunOptions, emit, generation_options, source_or_stdin, temp
 
 @generation_options(logged=True)
 def summarize(
-    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document or .srt/.vtt/.sbv/.ass/.ssa subtitles (their words), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Argument(metavar="FILE|-", help="A .txt, .md or .html document, .srt/.vtt/.sbv/.ass/.ssa subtitles (their words) or .eml/.mbox e-mail (subjects and text), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
     length: Annotated[Optional[str], typer.Option(help=f"short (about {LENGTH_WORDS['short']} words), medium ({LENGTH_WORDS['medium']}, the default) or long ({LENGTH_WORDS['long']}).", show_default=False, autocompletion=complete.summary_lengths)] = None,
     words: Annotated[Optional[int], typer.Option(help="Target length in words (instead of --length).")] = None,
     format: Annotated[str, typer.Option("--format", help="paragraph or bullets.", autocompletion=complete.summary_formats)] = "paragraph",
@@ -65,7 +65,7 @@ def summarize(
 def summary_notes(result: dict, generator, options: dict, run: RunOptions) -> list[str]:
     """Warnings about a summary cut off (one given back unchanged the generator warns of, and `--lines`
     once, at the end): the token limit in force and where it came from where the user never gave it
-    (--length or --words, or the template), and one twice as high to give."""
+    (--length or --words, or the template), and a higher one to try: twice it, at least the length's default."""
     if not result["cut_off"]:
         return []
     tokens = generator.summary_max_tokens(options, run.sampling())
@@ -77,7 +77,8 @@ def summary_notes(result: dict, generator, options: dict, run: RunOptions) -> li
     else:  # the summary template's defaults (or a plugin's) set it
         limit = f"max_tokens {tokens}, the summary template's default"
     what = f"the final summary (of the {result['parts']} parts' summaries)" if result["map_reduce_rounds"] else "the summary"
-    return [f"{what} was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {2 * tokens} for a whole one"]
+    more = max(2 * tokens, summary_tokens(words))  # at least the default for the length: twice a low one (1) is no whole summary
+    return [f"{what} was cut off at {limit} (its unfinished last sentence is left out where it has others); raise --max-tokens (to {more}, say) for a whole one"]
 
 
 EXAMPLES = examples(

@@ -281,7 +281,7 @@ class SummarizeGenerator(Generator):
             # prose, or a point longer than the whole summary should be: one point per sentence
             lines = [s for line in lines for s in (split_sentences(line) if len(lines) == 1 or count_words(line) > opts.target_words else [line])]
         else:
-            lines = split_sentences(join_text(line.strip() for line in text.splitlines() if line.strip()))
+            lines = split_sentences(join_text(line.strip() for line in text.splitlines() if line.strip() and not _HEADING.match(line)))  # a heading is no sentence's start
         lines = [line for line in lines if line]
         if raw["cut_off"] and len(lines) > 1 and not lines[-1].rstrip(CLOSERS).endswith(SENTENCE_ENDS):  # max_tokens ended it mid-sentence: the unfinished one goes
             lines = lines[:-1]
@@ -294,6 +294,8 @@ _ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
 _NOT_PROSE = re.compile(r"^\s*(?:#{1,6}(?:\s|$)|[-*_=]{3,}\s*$|\|)")  # headings, rules, table rows
 _UNDERLINE = re.compile(r"^\s*(?:=+|-+)\s*$")  # under a setext heading's line
+# a line that heads a paragraph answer rather than being part of it: a Markdown heading, a rule, a "Summary:" or "**Summary**" label
+_HEADING = re.compile(r"^\s*(?:#{1,6}(?:\s.*)?|[-*_=]{3,}|(?:\*\*|__)?\s*(?:summary|tl;?dr)\s*:?\s*(?:\*\*|__)?\s*:?)\s*$", re.I)
 
 
 def points(text: str) -> list[str]:

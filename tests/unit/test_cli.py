@@ -388,14 +388,16 @@ def test_a_summary_cut_off_names_the_token_limit_in_force_and_one_to_give(tmp_pa
 
     (tmp_path / "notes.txt").write_text(" ".join(f"Bees number {i} make honey." for i in range(60)))
     default = summary_tokens(20)
-    for given, limit, more in (([], f"max_tokens {default}, the default for a summary of 20 words", 2 * default), (["--max-tokens", "30"], "--max-tokens 30", 60)):
+    cases = (([], f"max_tokens {default}, the default for a summary of 20 words", 2 * default), (["--max-tokens", "50"], "--max-tokens 50", 100), (["--max-tokens", "1"], "--max-tokens 1", default))
+    for given, limit, more in cases:  # twice the limit, but no less than the length's default (not 2 for 1)
         for lines in ([], ["--lines"]):
             code, warned = bad("summarize", str(tmp_path / "notes.txt"), "--words", "20", "-m", "echo", *given, *lines)
             where = "line 1: " if lines else ""
-            assert code == 0 and warned == [f"Warning: {where}the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); give --max-tokens {more} for a whole one"]
+            assert code == 0 and warned == [f"Warning: {where}the summary was cut off at {limit} (its unfinished last sentence is left out where it has others); raise --max-tokens (to {more}, say) for a whole one"]
 
 
 def test_a_summary_cut_off_at_its_templates_default_says_so(tmp_path, monkeypatch):
+    from aigc.generators.summarize import summary_tokens
     from aigc.templates import get_template
 
     built_in = get_template("summarize").path.read_text()
@@ -404,7 +406,7 @@ def test_a_summary_cut_off_at_its_templates_default_says_so(tmp_path, monkeypatc
     monkeypatch.setenv("AIGC_TEMPLATES_PATH", str(tmp_path / "mine"))
     (tmp_path / "notes.txt").write_text(" ".join(f"Bees number {i} make honey." for i in range(60)))
     code, warned = bad("summarize", str(tmp_path / "notes.txt"), "--words", "20", "-m", "echo")
-    assert code == 0 and warned == ["Warning: the summary was cut off at max_tokens 9, the summary template's default (its unfinished last sentence is left out where it has others); give --max-tokens 18 for a whole one"], warned
+    assert code == 0 and warned == [f"Warning: the summary was cut off at max_tokens 9, the summary template's default (its unfinished last sentence is left out where it has others); raise --max-tokens (to {summary_tokens(20)}, say) for a whole one"], warned
 
 
 @pytest.mark.parametrize("command", [("summarize", "-"), ("summarize", "-", "--lines"), ("headline", "-"), ("headline", "--topic", "Bienen auf dem Dach", "--lines")])
@@ -4198,3 +4200,13 @@ def test_eval_json_records_what_was_evaluated(tiny_model_dir, tmp_path, monkeypa
     piped = invoke("eval", "classify", "-", "-m", "echo", "--json", input="I love it\tgood\nI hate it\tbad\n")
     assert piped.exit_code == 0, piped.output
     assert (json.loads(piped.stdout)["data"], json.loads(piped.stdout)["dtype"]) == ("-", None)
+
+
+def test_a_file_name_that_starts_with_a_dash_is_told_how_to_give_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-dash.txt").write_text("Bees make honey in the city.")
+    for command in ("summarize", "headline"):
+        code, lines = bad(command, "-dash.txt", "-m", "echo")
+        assert code == 2 and lines == [f"Error: No such option: -d (-dash.txt is a file here: use ./-dash.txt or put -- before it; see `aigc {command} --help`)"]
+    code, lines = bad("summarize", "-xdash.txt", "-m", "echo")  # no such file: no hint of one
+    assert code == 2 and lines == ["Error: No such option: -x (see `aigc summarize --help`)"]

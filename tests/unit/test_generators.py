@@ -1750,3 +1750,10 @@ def test_a_headline_language_asked_for_goes_into_the_prompt_and_wins_over_the_in
     generator = HeadlineGenerator(engine=FakeEngine())
     prompt = generator.preprocess(inputs, generator.validate({"language": language})).messages[-1]["content"]
     assert asked in prompt and "in the language of the" not in prompt
+
+
+@pytest.mark.parametrize("answer", ["## Summary\nBees thrive in cities.\nSome ecologists worry.", "**Summary:**\n\nBees thrive in cities. Some ecologists worry.\n---", "# Urban bees\nBees thrive in cities. Some ecologists worry."])
+def test_a_paragraph_summary_leaves_out_headings_and_labels_rather_than_gluing_them_to_its_first_sentence(answer):
+    engine = FakeEngine()
+    engine.enqueue(answer)
+    assert SummarizeGenerator(engine=engine)(LONG_TEXT)["summary"] == "Bees thrive in cities. Some ecologists worry."

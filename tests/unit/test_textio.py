@@ -298,3 +298,84 @@ def test_command_line_text_in_another_encoding_names_its_likely_encoding():
         check_utf8({"prompt": [argument]}, "prompt")
     with pytest.raises(BadInputError, match=r"convert with `iconv -f ENCODING -t utf-8`\)$"):
         check_utf8("\ud800", "prompt")  # no bytes behind it to guess from
+
+
+@pytest.mark.parametrize(
+    "text, encoding, named",
+    [
+        ("Café crème, München. La ville a voté mardi pour créer des jardins sur les toits des écoles. Les critiques s'inquiètent du coût, mais le maire parle d'un « investissement » pour l'été. Une idée naïve?", "cp1252", "CP1252"),
+        ("Café crème à la française: le conseil a décidé. Où est l'élève? Ça coûte cher, dit-il. Noël approche.", "latin-1", "CP1252"),
+        ("Die Bürger in München stimmten am Dienstag für Gärten auf den Dächern. Kritiker äußerten Bedenken über die Kosten; die Größe der Flächen ist fraglich. „Schön“, sagte er.", "cp1252", "CP1252"),
+        ("El ayuntamiento votó el martes a favor de crear jardines en los tejados. ¿Cuánto costará? Los críticos señalaron que el año pasado la señora Núñez pidió más información.", "cp1252", "CP1252"),
+        ("Městská rada v úterý odhlasovala zřízení zahrad na střechách škol. Kritici se obávají nákladů, ale starosta řekl, že jde o investici. Příští léto bude žluťoučký kůň úpět ďábelské ódy.", "cp1250", "CP1250"),
+        ("Rada miejska we wtorek zagłosowała za utworzeniem ogrodów na dachach szkół. Krytycy obawiają się kosztów, ale burmistrz powiedział, że to inwestycja. Zażółć gęślą jaźń — pchnąć w tę łódź jeża.", "cp1250", "CP1250"),
+        ("A városi tanács kedden megszavazta, hogy az iskolák tetején kerteket hozzanak létre. Árvíztűrő tükörfúrógép. A kritikusok aggódnak a költségek miatt.", "cp1250", "CP1250"),
+    ],
+)
+def test_western_and_central_european_text_is_told_apart_by_its_letters(text, encoding, named):
+    pytest.importorskip("charset_normalizer")  # it ties CP1250 with CP1252 on French, and names CP1250 or CP1257 first
+    with pytest.raises(BadInputError, match=f"it looks like {named}: convert it first, e.g. `iconv -f {named} -t utf-8 doc.txt"):
+        decode_text(text.encode(encoding), "doc.txt")
+    assert text.encode(encoding).decode(named) == text  # converting as the hint says gives the text back
+
+
+def test_a_few_stray_nul_bytes_are_dropped_with_a_warning_wherever_they_are_and_many_are_binary():
+    from aigc.errors import AigcWarning
+
+    text = "The city council voted on Tuesday to expand the rooftop garden program. " * 200  # 14 KB
+    for at in (200, 12000):  # in the first 8 KB or after it: the same
+        with pytest.warns(AigcWarning, match=rf"^doc.txt holds 1 NUL byte \(at byte {at}\), which no text holds; read without it$"):
+            assert decode_text((text[:at] + "\x00" + text[at:]).encode(), "doc.txt") == text
+    with pytest.warns(AigcWarning, match=r"holds 3 NUL bytes \(the first at byte 14400\)"):
+        assert decode_text((text + "\x00\x00\x00").encode(), "doc.txt") == text
+    for data in ((text + "\x00" * 500).encode(), text.encode() + bytes(range(256)) * 20):  # padded with NULs, or a binary tail after 8 KB
+        with pytest.raises(BadInputError, match="^doc.txt looks like a binary file"):
+            decode_text(data, "doc.txt")
+    with pytest.raises(BadInputError, match=r"UTF-16 without a byte-order mark: convert it with `iconv -f utf-16le"):
+        decode_text(text.encode("utf-16-le"), "doc.txt")
+
+
+def test_an_rtf_document_is_refused_with_a_command_that_takes_its_text_out():
+    rtf = rb"{\rtf1\ansi\deff0 {\fonttbl {\f0 Times New Roman;}}\f0\fs24 The council voted.\par}"
+    with pytest.raises(BadInputError, match=r"^my doc.rtf is an RTF document, which aigc does not read; take its text out first, e.g. `pandoc -t plain 'my doc.rtf'`, and pipe that in$"):
+        decode_text(rtf, "my doc.rtf")
+    with pytest.raises(BadInputError, match=r"`pandoc -t plain FILE`"):
+        decode_text(rtf, STDIN)
+
+
+MAIL = (
+    b"From: Ann <ann@example.com>\nTo: Bob <bob@example.com>\nSubject: =?UTF-8?Q?Garden_update_=E2=80=94_vote?=\n"
+    b"MIME-Version: 1.0\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n"
+    b"The council voted for gardens. They cost two mil=\nlion dollars, caf=E9 included.\n\n"
+    b"On Mon, Bob <bob@example.com> wrote:\n> Will it pass?\n>> Older.\n\nSee you.\n-- \nAnn\n+1 555 0100\n"
+)
+
+
+def test_an_email_is_read_as_its_subject_and_text_without_quoted_replies_or_signature(tmp_path):
+    expected = "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
+    (tmp_path / "mail.eml").write_bytes(MAIL)
+    assert read_document(str(tmp_path / "mail.eml")) == expected
+    (tmp_path / "saved").write_bytes(MAIL.replace(b"\n", b"\r\n"))  # no suffix: told by its MIME-Version header
+    assert read_document(str(tmp_path / "saved")) == expected
+    memo = tmp_path / "memo.txt"
+    memo.write_bytes(b"From: Ann\nTo: Bob\nSubject: Plans\n\nWe meet at noon.\n> not a reply")
+    assert read_document(str(memo)) == memo.read_text()  # a memo's From:/To: lines are not enough to make it mail
+    assert read_input(str(tmp_path / "mail.eml"), lines=True).startswith("From: Ann")  # as lines: as it is
+
+
+def test_an_html_email_and_a_mailbox_of_several_messages_are_read_in_order(tmp_path):
+    import base64
+
+    html = base64.b64encode("<html><body><p>Bees <b>buzz</b>.</p><p>Honey \u2014 sweet.</p></body></html>".encode()).decode()
+    second = (
+        "From: Bob\nSubject: Re: bees\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\n"
+        f"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n{html}\n--XX--\n"
+    )
+    box = tmp_path / "inbox.mbox"
+    mailbox = b"From ann@example.com Tue Dec  1 10:00:00 2026\n" + MAIL + b"\nFrom bob@example.com Tue Dec  1 11:00:00 2026\n" + second.encode()
+    for data in (mailbox, mailbox.replace(b"\n", b"\r\n")):
+        box.write_bytes(data)
+        assert read_document(str(box)) == (
+            "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
+            "\n\n# Re: bees\n\nBees buzz.\n\nHoney \u2014 sweet."
+        )
