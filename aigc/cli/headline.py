@@ -28,7 +28,7 @@ def headline(
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "headline",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...], "missing": N, "cut_off": BOOL} as JSON (missing: how many fewer than -n came out).')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...], "missing": N, "cut_off": BOOL, "model": NAME} as JSON (missing: how many fewer than -n came out; "seed" too where one was drawn: without --seed; with --lines one per line, with its "line" number).')] = False,
     *,
     run: RunOptions,
 ) -> None:
