@@ -11,7 +11,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
+from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file
 
 ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
 
@@ -36,6 +36,7 @@ def headline(
     options = {"n": n, "style": style, "tone": tone or "", "max_words": max_words, "template": template, **({"language": language} if language is not None else {})}
     if topic is None:  # an article piped in, when none is named
         source = source_or_stdin(source, "a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
+    not_a_folder(source, "headline")
     output = output_target(output, source=source, reads={"--template": template_file(template)})
     if lines:
         if topic is not None and source is not None:

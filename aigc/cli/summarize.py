@@ -12,7 +12,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
+from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file
 
 
 @generation_options(logged=True)
@@ -34,6 +34,7 @@ def summarize(
 
     --max-tokens bounds the final summary; each part's summary takes what its length needs."""
     source = source_or_stdin(source, "a document to summarize (FILE, or - for stdin)")
+    not_a_folder(source, "summarize")
     output = output_target(output, source=source, reads={"--template": template_file(template)})
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")

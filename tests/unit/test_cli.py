@@ -4206,3 +4206,15 @@ def test_eval_json_records_what_was_evaluated(tiny_model_dir, tmp_path, monkeypa
     piped = invoke("eval", "classify", "-", "-m", "echo", "--json", input="I love it\tgood\nI hate it\tbad\n")
     assert piped.exit_code == 0, piped.output
     assert (json.loads(piped.stdout)["data"], json.loads(piped.stdout)["dtype"]) == ("-", None)
+
+
+@pytest.mark.parametrize("command", ["summarize", "headline"])
+def test_several_files_or_a_folder_given_a_one_document_command_name_the_batch_way(tmp_path, command):
+    for name in ("a.txt", "b.md"):
+        (tmp_path / name).write_text("Bees make honey.\n")
+    code, lines = bad(command, str(tmp_path / "a.txt"), str(tmp_path / "b.md"), "-m", "echo")
+    assert code == 2 and len(lines) == 1 and f"aigc {command} reads one document; `aigc batch {command} FILE... -o OUT.jsonl` runs it on each of several" in lines[0]
+    code, lines = bad(command, str(tmp_path), "-m", "echo")
+    assert (code, lines) == (2, [f"Error: {tmp_path} is a folder; `aigc batch {command} {tmp_path} -o OUT.jsonl` runs {command} on each document in it (.txt, .md, .html, subtitles), one JSON line each"])
+    code, lines = bad(command, "some", "words", "-m", "echo")  # no files: click's own message
+    assert code == 2 and "batch" not in lines[0]
