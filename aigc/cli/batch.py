@@ -76,7 +76,7 @@ def batch(
 
     documents = _documents(input, documents or [], input_format, field, id_field)  # None: rows
     if documents is None:
-        input = source_or_stdin(input, "--input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin), or documents (FILE..., -i DIR)")
+        input = source_or_stdin(input, "--input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin) or documents (FILE... or -i DIR)")
     check_on_error(on_error)
     check_concurrency(concurrency)
     reads = {"--schema": schema, **{f"-O {key.strip()}": value for key, _, value in (pair.partition("=") for pair in option_pairs or [])}}  # an -O value may name a file: examples, a glossary, a template

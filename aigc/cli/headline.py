@@ -52,7 +52,8 @@ def headline(
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     run.draw_seed(generator, options)
-    with ui.prints_to_stderr():  # what generator code prints goes to stderr
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
+        generator.progress = progress
         result = generator(inputs, sampling=run.sampling(), **options)  # fewer headlines than -n: the generator warns
     rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)

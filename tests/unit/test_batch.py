@@ -1537,7 +1537,7 @@ def test_piped_rows_are_read_without_i_as_the_other_commands_read_piped_text(tmp
     assert [r["id"] for r in lines(out)] == ["a"]
     monkeypatch.setattr(options, "_piped", lambda: False)  # stdin a terminal: nothing to read
     result = CliRunner().invoke(app, ["batch", "summarize", "-o", str(tmp_path / "other.jsonl")])
-    assert result.exit_code == 2 and result.stderr == "Error: give --input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin), or pipe it in\n"
+    assert result.exit_code == 2 and result.stderr == "Error: give --input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin) or documents (FILE... or -i DIR), or pipe it in\n"
 
 
 def test_batch_chat_runs_a_row_of_messages_as_a_conversation_as_openai_batch_files_hold_them(tmp_path):
