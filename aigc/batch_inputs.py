@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import io
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -366,3 +368,52 @@ def row_error(exc: AigcError, row: Row, field_name: str) -> str:
     if not given:
         return str(exc)
     return exc.located(exc.naming(f"the row's body.{given[-1]}"))  # max_completion_tokens, given with max_tokens, is the one taken
+
+
+def document_paths(sources: list[str]) -> tuple[list[str], list[str]]:
+    """The document files `sources` name, each once, in order: a file as given, a folder's files with a
+    document suffix (`DOCUMENT_SUFFIXES`), found in it and its subfolders in name order, hidden ones left out,
+    and a quoted glob pattern's (`'inbox/*.html'`, `**` for subfolders) as the shell would expand it;
+    and the files the folders hold that are no documents (skipped). Paths are as given (`./inbox/a.html`:
+    `inbox/a.html`), a folder's joined to it."""
+    from .textio import DOCUMENT_SUFFIXES
+
+    found: dict[str, None] = {}
+    skipped: list[str] = []
+    for source in sources:
+        path = Path(source).expanduser()
+        if not path.exists() and any(char in source for char in "*?["):
+            matches = sorted(glob.glob(str(path), recursive=True))
+            if not matches:
+                raise BadInputError(f"no file matches {source}")
+            found.update(dict.fromkeys(os.path.normpath(match) for match in matches if os.path.isfile(match)))
+        elif path.is_dir():
+            for folder, folders, names in os.walk(path):
+                folders[:] = sorted(name for name in folders if not name.startswith("."))
+                for name in sorted(names):
+                    if not name.startswith("."):
+                        file = os.path.normpath(os.path.join(folder, name))
+                        if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
+                            found[file] = None
+                        else:
+                            skipped.append(file)
+        elif path.exists():
+            found[os.path.normpath(path)] = None
+        else:
+            raise BadInputError(f"no such file: {source}")
+    return list(found), skipped
+
+
+def document_rows(paths: list[str]) -> list[Row]:
+    """A row for each document file of `paths`, its `text` read as `aigc summarize FILE` reads it
+    (`textio.read_document`: HTML's text, subtitles' words, a `<meta>` charset, UTF-16 with a BOM) and its
+    id the path; one that cannot be read (binary, empty, not UTF-8) is a row error saying why."""
+    from .textio import read_document
+
+    rows = []
+    for number, path in enumerate(paths, 1):
+        try:
+            rows.append(Row(number, path, {"text": read_document(path)}))
+        except BadInputError as exc:
+            rows.append(Row(number, path, {}, str(exc)))
+    return rows

@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, TextIO
@@ -30,6 +31,7 @@ class Settings:
 
 settings = Settings()
 PLAIN_EVERY = 30.0  # seconds between plain progress lines where stderr is no terminal
+HEARTBEAT_CHECK = 5.0  # seconds between looks at the clock for a plain line due while a long step runs
 clock = time.monotonic  # what plain progress lines are timed by; tests put a fake one here
 _stderr: Console | None = None
 _stdout: TextIO | None = None  # the real stdout while `prints_to_stderr` points sys.stdout at stderr
@@ -250,16 +252,59 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
 class _Lines:
     """Progress as plain lines on stderr where it is no terminal (a log, nohup, CI), as tqdm's
     `mininterval` but for logs: a line at most every `PLAIN_EVERY` seconds, the first only once the
-    run has taken that long, so a short run writes none. Calling it with `line(now)` writes that line when one is due."""
+    run has taken that long, so a short run writes none. Calling it with `line(now)` writes that line when one is due;
+    inside `beating()`, a step that runs longer than that (one summary, a headline's samples, a row) gets its latest
+    line again every `PLAIN_EVERY` seconds, saying how long the run has taken, so a slow run does not look hung."""
 
     def __init__(self) -> None:
-        self.last = clock()
+        self.last = self.start = clock()
+        self.latest: Callable[[float], str] | None = None  # the line last reported, for `beat`
+        self.lock = threading.Lock()
 
     def __call__(self, line: Callable[[float], str]) -> None:
-        now = clock()
-        if now - self.last >= PLAIN_EVERY:
+        with self.lock:
+            self.latest = line
+            now = clock()
+            if now - self.last < PLAIN_EVERY:
+                return
             self.last = now
-            info(line(now))
+        info(line(now))
+
+    def beat(self) -> None:
+        """The latest line again, with how long the run has taken, where none was written for `PLAIN_EVERY` seconds."""
+        with self.lock:
+            now = clock()
+            if self.latest is None or now - self.last < PLAIN_EVERY:
+                return
+            self.last, line = now, self.latest
+        info(f"{line(now)} (still running, {_taken(now - self.start)} in)")
+
+    @contextlib.contextmanager
+    def beating(self) -> Iterator[None]:
+        """`beat` from one thread that looks at the clock every `HEARTBEAT_CHECK` seconds (it sleeps between), while the context runs."""
+        stop = threading.Event()
+
+        def beats() -> None:
+            while not stop.wait(HEARTBEAT_CHECK):
+                self.beat()
+
+        thread = threading.Thread(target=beats, name="aigc-progress-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _taken(seconds: float) -> str:
+    """How long something has taken: "45 s", "7 min", "1 h 5 min"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _about(seconds: float | None) -> str:
@@ -340,7 +385,8 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
             of = "" if total is None else f"/{total}"
             lines(lambda now: f"{what}: {done}{of}" + _about(rate_and_left(done - first, None if total is None else total - first, now - since)[1]))
 
-        yield plain
+        with lines.beating():
+            yield plain
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -398,7 +444,8 @@ def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[in
                 started.append(clock())
             lines(lambda now: _rows_line(what, done, total, now - started[0]))
 
-        yield plain
+        with lines.beating():
+            yield plain
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
     from rich.text import Text

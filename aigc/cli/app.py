@@ -152,6 +152,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         hint = f"-n N asks for N answers; {ELSEWHERE['-n'][1]}; {hint}"
     elif isinstance(exc, NoSuchOption) and where == "aigc batch" and _task_option(name):
         message, hint = f"No such option: {name}", f"a task's options go in -O, as -O {_task_option(name)}=VALUE; {hint}"
+    elif (several := _several_documents(message, where, exc)) is not None:
+        hint = f"{several}; {hint}"
     elif isinstance(exc, MissingParameter) and where == "aigc batch" and getattr(exc.param, "name", None) == "output":
         hint = f"-o OUT.jsonl, .csv or .tsv writes the results, -o - prints them; {hint}"
     if _full_width(message):
@@ -236,6 +238,21 @@ def _task_option(name: str) -> str | None:
     key = name.lstrip("-").replace("-", "_")
     known = {option for _, cls in registered_generators().values() for option in cls.option_names()}
     return key if key in known or flags.get(key) in known else None
+
+
+DOCUMENT_COMMANDS = ("summarize", "headline", "translate")  # a FILE each; `aigc batch TASK FILE...` runs several
+
+
+def _several_documents(message: str, where: str, exc: UsageError) -> str | None:
+    """For several files given a command that reads one document (`aigc summarize inbox/*.html`):
+    the `aigc batch` command that runs each, loading the model once; else None."""
+    task = where.removeprefix("aigc ")
+    if task not in DOCUMENT_COMMANDS or not message.startswith("Got unexpected extra argument") or not exc.ctx:
+        return None
+    files = [arg for arg in exc.ctx.meta.get(ARGS, []) if not arg.startswith("-") and os.path.isfile(os.path.expanduser(arg))]
+    if len(files) < 2:
+        return None
+    return f"{where} reads one document; `aigc batch {task} FILE... -o OUT.jsonl` runs it on each of several (or on a folder's), one JSON line each, loading the model once (its options as -O KEY=VALUE)"
 
 
 def _option_names(command) -> set[str]:

@@ -8,7 +8,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
-from ..textio import STDIN, check_utf8, parse_json
+from ..textio import DOCUMENT_SUFFIXES, STDIN, check_utf8, parse_json
 from ..writing import STDOUT, output_target
 from . import complete, examples
 from ..generators.base import coerce_value
@@ -48,6 +48,7 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's (images: aigc image, once per prompt).", autocompletion=complete.generators)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8, a .csv with a byte-order mark for Excel: --bom/--no-bom; text beginning with = + - @, a tab or CR gets a ' before it, so it is not run as a formula), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
+    documents: Annotated[Optional[list[str]], typer.Argument(metavar="DOCUMENT", help="Documents to run instead of rows: files (inbox/*.html, as the shell expands it) or folders (their .txt, .md, .html and subtitle files, subfolders too), each one row, read as `aigc summarize FILE` reads it, its id its path; -i DIR (or a quoted 'GLOB') does the same.", show_default=False)] = None,
     input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for stdin (read when piped and no -i is given): JSON Lines, or the --format named.", show_default=False)] = None,
     input_format: InputFormat = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
@@ -63,7 +64,7 @@ def batch(
     *,
     run: RunOptions,
 ) -> None:
-    """Run a task over every row of a file, resumably, with rows batched through the model."""
+    """Run a task over every row of a file, or every document of a folder or list, resumably, with rows batched through the model."""
     from ..batch import MISSES, check_concurrency, check_on_error, check_output_name, needs_model, run_batch
     from ..batch_inputs import INPUT_FORMATS, check_inputs, read_rows
     from ..batch_output import made_from_cells_as_markdown, pending_rows, streams, with_line_options, writing
@@ -71,17 +72,21 @@ def batch(
     from ..engine.sampling import SamplingParams
     from ..generators.base import registered_generators, same_every_time
 
-    input = source_or_stdin(input, "--input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin)")
+    from ..batch_inputs import document_paths, document_rows
+
+    documents = _documents(input, documents or [], input_format, field, id_field)  # None: rows
+    if documents is None:
+        input = source_or_stdin(input, "--input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin) or documents (FILE... or -i DIR)")
     check_on_error(on_error)
     check_concurrency(concurrency)
     reads = {"--schema": schema, **{f"-O {key.strip()}": value for key, _, value in (pair.partition("=") for pair in option_pairs or [])}}  # an -O value may name a file: examples, a glossary, a template
-    target = output_target(output, source=input, reads=reads)  # checked writable; None: stdout (-, /dev/stdout)
+    target = output_target(output, source=None if documents else input, reads=reads)  # checked writable; None: stdout (-, /dev/stdout)
     output, shown = target or STDOUT, target or "stdout"  # `shown`: how messages name it
     check_output_name(output, tables=True)
     table = output if target and output.lower().endswith(TABLES) else None  # written from the JSON Lines run through
     if table:
         output = str(table_state(table))
-        output_target(output, source=input, reads=reads)  # the JSON Lines beside it, which may not be the input either
+        output_target(output, source=None if documents else input, reads=reads)  # the JSON Lines beside it, which may not be the input either
         if Path(table).exists() and Path(table).stat().st_size and not Path(output).exists():  # a table of the user's, as a foreign .jsonl is refused (an empty one, from mktemp or touch, holds nothing)
             raise BadInputError(f"{table} exists and was not written by aigc batch (no {Path(output).name} beside it to resume); give another -o, or remove it")
     if bom is not None and not table:
@@ -106,10 +111,19 @@ def batch(
         generator = run.generator(task, template=options["template"])
     check_utf8(options, "-O value")
     SamplingParams(**run.sampling())  # bad values fail here, not on every row
-    suffix = input_format or Path(input).suffix.lower().lstrip(".")
+    suffix = "" if documents else input_format or Path(input).suffix.lower().lstrip(".")
     field = (generator.line_field if suffix == "txt" else "text") if field is None else field  # a .txt row is a line
     plain = suffix in ("txt", "csv", "tsv")  # its rows are plain text: lines, or a spreadsheet's cells (a line break in one is the writer's)
-    rows = read_rows(input, id_field, field, input_format=input_format)
+    if documents:
+        paths, skipped = document_paths(documents)
+        input = documents[0] if len(documents) == 1 else "the documents"  # how messages name them
+        if skipped:
+            ui.warn(_skipped_note(skipped, not paths))
+        if not paths:
+            raise BadInputError(f"{input} holds no documents ({', '.join(DOCUMENT_SUFFIXES)} files)")
+        rows = document_rows(paths)
+    else:
+        rows = read_rows(input, id_field, field, input_format=input_format)
     generator.check_sampled(run.sampling())
     if suffix in ("csv", "tsv") and made_from_cells_as_markdown(output, generator, options, run.sampling(), (field, id_field)):
         plain = False  # made before cells were plain text: resumed as it was made, its rows all read alike
@@ -173,6 +187,44 @@ def batch(
     if summary.errors:
         where = "recorded in the output" if streams(output) else f"in {table or output}; {_rerun(summary.to_raise)}"
         raise ItemsFailedError(f"{summary.errors} of {summary.rows} rows failed; their errors are {where}")
+
+
+def _documents(input: str | None, documents: list[str], input_format: str | None, field: str | None, id_field: str) -> list[str] | None:
+    """The documents to run, each one row (`-i DIR`, `-i 'GLOB'`, `-i page.html` and the DOCUMENT
+    arguments), or None where `-i` names rows (a .jsonl, .csv, .tsv or .txt file, or stdin)."""
+    from ..batch_inputs import FORMATS
+
+    sources = list(documents)
+    if input is not None and input != "-":
+        path = Path(input).expanduser()
+        pattern = not path.exists() and any(char in input for char in "*?[")
+        if pattern or path.is_dir() or (path.suffix.lower() in DOCUMENT_SUFFIXES and path.suffix.lower() not in FORMATS):
+            sources.insert(0, input)
+        elif sources:  # `-i notes/*.txt`, which the shell expanded: the first is taken as a file of rows
+            raise BadInputError(
+                f"-i {input} is a file of rows, and {first_few(documents)} {'is a document' if len(documents) == 1 else 'are documents'}; "
+                "to run each file as one document, name them all without -i (aigc batch TASK FILE... -o OUT.jsonl), or give -i a folder"
+            )
+    elif sources and input == "-":
+        raise BadInputError(f"give rows on stdin (-i -) or documents ({first_few(documents)}), not both")
+    if not sources:
+        return None
+    for given, name in ((input_format, option("input_format")), (field, "--field"), (None if id_field == "id" else id_field, option("id_field"))):
+        if given is not None:
+            raise BadInputError(f"{name} goes with a file of rows; each document is one row, its text the document's and its id its path")
+    return sources
+
+
+def _skipped_note(skipped: list[str], only: bool) -> str:
+    """The files of the folders given that are no documents, left out (`only`: they were all the folders held)."""
+    kinds: dict[str, int] = {}
+    for path in skipped:
+        kind = Path(path).suffix.lower() or "no suffix"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+    rest = "" if only else "; name one with its path to run it too"
+    one = len(skipped) == 1
+    return f"skipped {len(skipped)} file{'s' * (not one)} that {'is no document' if one else 'are no documents'} ({counted}): {first_few(skipped, 3)}; a folder's .txt, .md, .html and subtitle files are read{rest}"
 
 
 def _stopped_note(done: int, total: int, output: str) -> str:

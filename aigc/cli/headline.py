@@ -11,7 +11,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
+from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file
 
 ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
 
@@ -28,7 +28,7 @@ def headline(
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "headline",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Each non-empty line of the input (or of --topic) is one topic; one line of headlines (joined by ' | ') per topic.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...], "missing": N, "cut_off": BOOL} as JSON (missing: how many fewer than -n came out).')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"headlines": [...], "missing": N, "cut_off": BOOL, "model": NAME} as JSON (missing: how many fewer than -n came out; "seed" too where one was drawn: without --seed; with --lines one per line, with its "line" number).')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -36,6 +36,7 @@ def headline(
     options = {"n": n, "style": style, "tone": tone or "", "max_words": max_words, "template": template, **({"language": language} if language is not None else {})}
     if topic is None:  # an article piped in, when none is named
         source = source_or_stdin(source, "a topic (--topic TEXT) or an article (FILE, or - for stdin) to write headlines for")
+    not_a_folder(source, "headline")
     output = output_target(output, source=source, reads={"--template": template_file(template)})
     if lines:
         if topic is not None and source is not None:
@@ -51,7 +52,8 @@ def headline(
     inputs = {"topic": topic, "article": article}
     run.prepare(generator, inputs, options)
     run.draw_seed(generator, options)
-    with ui.prints_to_stderr():  # what generator code prints goes to stderr
+    with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
+        generator.progress = progress
         result = generator(inputs, sampling=run.sampling(), **options)  # fewer headlines than -n: the generator warns
     rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)

@@ -133,7 +133,8 @@ def run_lines(
 
     A line that fails prints an empty line (or `{"line", "error"}` with `--json`) and a warning, and
     the command exits 1 at the end;
-    `notes(result, generator)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it;
+    `notes(result, generator)` are warnings about a line that did not fail; `record(result)` is what `--json` prints of it
+    (with its `line` number and the `model`, as a single text's `--json` has it; no seed is drawn for lines);
     with `output` (`-o`), the results go to that file, written at the end in `encoding`, lines ending in `line_end` (warnings stay on stderr);
     the lines whose result is `given_back` unchanged get one warning at the end (`given_back_note`), as do
     those whose result lists glossary terms or placeholders it missed (`missed_note`, as `aigc batch` ends);
@@ -171,7 +172,7 @@ def run_lines(
                 for key in MISSES:
                     if result.get(key):
                         missed.setdefault(key, []).append((str(row.number), result[key]))
-                shown.show(row.number, one_line(render(result)), record(result))
+                shown.show(row.number, one_line(render(result)), {**record(result), "model": generator.engine.name})  # the keys a single text's --json has
                 run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
             progress(done, len(rows))
     if unchanged:

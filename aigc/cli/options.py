@@ -456,6 +456,13 @@ def source_or_stdin(source: Optional[str], what: str) -> str:
     return "-"
 
 
+def not_a_folder(source: Optional[str], task: str) -> None:
+    """A `BadInputError` for a folder given a command that reads one document, naming the
+    `aigc batch` command that runs the task on each document in it."""
+    if source and source != "-" and os.path.isdir(os.path.expanduser(source)):
+        raise BadInputError(f"{source} is a folder; `aigc batch {task} {shlex.quote(source)} -o OUT.jsonl` runs {task} on each document in it (.txt, .md, .html, subtitles), one JSON line each")
+
+
 def template_file(name: Optional[str]) -> Optional[str]:
     """The file a template option names (`./mine.j2`), for `output_target`'s `reads`; None for a template name."""
     from ..templates import is_path

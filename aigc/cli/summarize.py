@@ -12,7 +12,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
+from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file
 
 
 @generation_options(logged=True)
@@ -26,7 +26,7 @@ def summarize(
     chunk_tokens: Annotated[Optional[int], typer.Option("--chunk-tokens", help="Size in tokens of the parts a long document is summarized in (default: the largest the model's context holds with the answer, at most 1500).", show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the summary (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Summarize each non-empty line as its own text; one summary per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, parts, cut_off, unchanged} as JSON (parts: how many the document was summarized in).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, words, map_reduce_rounds, parts, cut_off, unchanged, model} as JSON (parts: how many the document was summarized in; seed too where one was drawn: a sampled summary without --seed; with --lines one per line, with its line number).")] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -34,6 +34,7 @@ def summarize(
 
     --max-tokens bounds the final summary; each part's summary takes what its length needs."""
     source = source_or_stdin(source, "a document to summarize (FILE, or - for stdin)")
+    not_a_folder(source, "summarize")
     output = output_target(output, source=source, reads={"--template": template_file(template)})
     if length is not None and words is not None:
         raise BadInputError("give --length or --words, not both")

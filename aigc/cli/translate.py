@@ -31,7 +31,7 @@ def translate(
     plain: Annotated[bool, typer.Option("--plain", help="Read the document as plain text (an indented line is words, not code); by default a .txt file is plain and anything else Markdown.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Read the document as Markdown (for a file that is neither .md nor .txt).")] = False,
     lines: Annotated[bool, typer.Option("--lines", help="Translate each non-empty line as its own plain text (with --markdown, as Markdown); one translation per line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, missing_placeholders, cut_off, cut_off_texts, untranslated_texts} as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {translation, source_language, target_language, glossary_misses, missing_placeholders, cut_off, cut_off_texts, untranslated_texts, model} as JSON (seed too where one was drawn: a sampled translation without --seed; with --lines one per line, with its line number).")] = False,
     *,
     run: RunOptions,
 ) -> None:

@@ -206,6 +206,7 @@ class HeadlineGenerator(Generator):
             missing = opts.n - len(found)
             if missing <= 0:
                 break
+            self.progress(len(found), opts.n, "writing headlines")  # a round samples them all at once: one step
             seed = None if base.seed is None else (base.seed + attempt - MIN_SEED) % 2**64 + MIN_SEED  # stays an int64
             params = base.replace(n=min(MAX_N, max(4, missing * 3)), seed=seed)
             for completion in self.engine.generate([rendered.messages], params)[0]:
@@ -216,6 +217,7 @@ class HeadlineGenerator(Generator):
                     continue
                 if headline and not _near_duplicate(_key(headline), found):
                     found[_key(headline)] = headline
+        self.progress(min(len(found), opts.n), opts.n, "writing headlines")
         headlines = self._best(rendered, list(found.values()), opts.n)
         if not headlines:
             if cut:  # the caller's max_tokens, not a failure: a cut-off headline is no headline to return

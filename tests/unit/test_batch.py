@@ -1537,7 +1537,7 @@ def test_piped_rows_are_read_without_i_as_the_other_commands_read_piped_text(tmp
     assert [r["id"] for r in lines(out)] == ["a"]
     monkeypatch.setattr(options, "_piped", lambda: False)  # stdin a terminal: nothing to read
     result = CliRunner().invoke(app, ["batch", "summarize", "-o", str(tmp_path / "other.jsonl")])
-    assert result.exit_code == 2 and result.stderr == "Error: give --input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin), or pipe it in\n"
+    assert result.exit_code == 2 and result.stderr == "Error: give --input FILE with the rows to run (.jsonl, .csv, .tsv or .txt; JSON Lines on stdin) or documents (FILE... or -i DIR), or pipe it in\n"
 
 
 def test_batch_chat_runs_a_row_of_messages_as_a_conversation_as_openai_batch_files_hold_them(tmp_path):
@@ -2119,3 +2119,72 @@ def test_the_dtype_a_local_model_runs_in_is_recorded_and_a_resume_in_another_is_
 def test_a_loaded_local_engine_names_the_dtype_it_runs_in(tiny_model_dir):
     generator = get_generator("summarize", model=str(tiny_model_dir), dtype="float32")
     assert generator.engine.dtype == "float32" and generator.dtype_used() == "float32"
+
+
+def _documents(tmp_path):
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "page.html").write_text("<html><head><script>var x='SCRIPTTEXT';</script></head><body><nav>Menu</nav><p>Bees make honey on city roofs.</p></body></html>")
+    (folder / "notes.md").write_text("Cities plant rooftop gardens.\n")
+    (folder / "sub" / "talk.vtt").write_text("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n<v Ann>Welcome to the meeting.\n")
+    (folder / "report.pdf").write_bytes(b"%PDF-1.4 ...")
+    (folder / "rows.jsonl").write_text('{"text": "not a document"}\n')
+    (folder / ".hidden.txt").write_text("left out\n")
+    return folder
+
+
+def test_batch_over_a_folder_runs_each_document_read_as_summarize_reads_it_resumably(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    folder = _documents(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", "inbox", "-o", str(out), "-O", "words=40"])
+    assert result.exit_code == 0, result.output
+    rows = {row["id"]: row["result"]["summary"] for row in lines(out)}
+    assert list(rows) == ["inbox/notes.md", "inbox/page.html", "inbox/sub/talk.vtt"]  # by path, subfolders too; hidden files and non-documents left out
+    assert rows["inbox/page.html"] == "Bees make honey on city roofs." and "SCRIPTTEXT" not in out.read_text()  # HTML's text, as `aigc summarize FILE` reads it
+    assert rows["inbox/sub/talk.vtt"] == "Ann: Welcome to the meeting."
+    assert "skipped 2 files that are no documents (1 .jsonl, 1 .pdf): inbox/report.pdf, inbox/rows.jsonl; a folder's .txt, .md, .html and subtitle files are read; name one" in result.stderr
+    (folder / "notes.md").write_text("Cities plant more rooftop gardens.\n")  # edited: run again; the others are done
+    again = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", "./inbox/", "-o", str(out), "-O", "words=40"])
+    assert again.exit_code == 0 and "1 row written" in again.stderr and "2 already done" in again.stderr, again.output
+
+
+def test_batch_takes_documents_as_arguments_each_one_row_a_bad_one_a_row_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    _documents(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("")
+    result = CliRunner().invoke(app, ["batch", "headline", "-m", "echo", "inbox/notes.md", "inbox/page.html", "empty.txt", "-o", "h.jsonl", "-O", "n=1"])
+    rows = lines(tmp_path / "h.jsonl")
+    assert [row["id"] for row in rows] == ["inbox/notes.md", "inbox/page.html", "empty.txt"]
+    assert rows[0]["result"]["headlines"] == ["Cities plant rooftop gardens"] and rows[1]["result"]["headlines"] == ["Bees make honey on city roofs"]  # articles, not topics
+    assert rows[2]["error"] == "empty.txt is empty; give a document with some text in it" and result.exit_code == 1
+    quoted = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", "inbox/*.md", "-o", "s.jsonl"])  # a glob the shell left as it is
+    assert quoted.exit_code == 0 and [row["id"] for row in lines(tmp_path / "s.jsonl")] == ["inbox/notes.md"], quoted.output
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["-i", "a.txt", "b.txt"], "-i a.txt is a file of rows, and b.txt is a document; to run each file as one document, name them all without -i"),
+    (["inbox", "--field", "body"], "--field goes with a file of rows; each document is one row"),
+    (["empty"], "empty holds no documents (.txt, .md"),
+    (["missing.md"], "no such file: missing.md"),
+])
+def test_batch_documents_given_wrongly_are_one_line_errors(tmp_path, monkeypatch, args, error):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    _documents(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("one\n")
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", *args, "-o", "-"])
+    assert result.exit_code == 2 and error in result.stderr and result.stdout == "", result.output

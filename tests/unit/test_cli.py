@@ -546,7 +546,7 @@ def test_classify_json_has_the_same_keys_whichever_way_it_runs(tiny_model_dir):
     single = json.loads(invoke("classify", "one", *model, "--json").stdout)
     for extra in ((), ("--calibrate", "batch")):
         for row in map(json.loads, invoke("classify", "-", "--lines", *model, "--json", *extra, input="one\ntwo\n").stdout.splitlines()):
-            assert set(row) == {"line", *single} == {"line", "label", "scores", "method", "calibration"}
+            assert set(row) == {"line", *single} == {"line", "label", "scores", "method", "calibration", "model"}
     assert single["method"] == "zero-shot" and single["calibration"] == "content-free"  # as batch classify and the library give them
 
 
@@ -803,6 +803,14 @@ def test_short_lines_given_back_as_they_are_get_one_warning_at_the_end_not_one_e
     assert one.stderr == "Warning: 1 of 1 text was no longer than the summary asked for and is given back as it is (line 2)\n"
     single = invoke("summarize", "-", "-m", "echo", "--no-log", input="short text\n")
     assert single.stderr == "Warning: the text (2 words) is no longer than the summary asked for, so it is given back as it is\n"
+
+
+@pytest.mark.parametrize("command", [("summarize",), ("headline", "-n", "1"), ("translate", "--to", "fr")])
+def test_lines_json_has_the_keys_of_a_single_texts_json_model_too(command):
+    single = json.loads(invoke(*command, "-", "-m", "echo", "--no-log", "--json", input="one two three. four five.\n").stdout)
+    rows = [json.loads(line) for line in invoke(*command, "-", "--lines", "-m", "echo", "--no-log", "--json", input="one two.\n\nthree four.\n").stdout.splitlines()]
+    assert [row["line"] for row in rows] == [1, 3]
+    assert all(set(row) == {"line", *single} for row in rows) and single["model"] == rows[0]["model"] == "echo"
 
 
 def test_greedy_decoding_with_several_headlines_fails_before_any_work(tiny_model_dir, tmp_path, unloadable):
@@ -4210,3 +4218,15 @@ def test_a_file_name_that_starts_with_a_dash_is_told_how_to_give_it(tmp_path, mo
         assert code == 2 and lines == [f"Error: No such option: -d (-dash.txt is a file here: use ./-dash.txt or put -- before it; see `aigc {command} --help`)"]
     code, lines = bad("summarize", "-xdash.txt", "-m", "echo")  # no such file: no hint of one
     assert code == 2 and lines == ["Error: No such option: -x (see `aigc summarize --help`)"]
+
+
+@pytest.mark.parametrize("command", ["summarize", "headline"])
+def test_several_files_or_a_folder_given_a_one_document_command_name_the_batch_way(tmp_path, command):
+    for name in ("a.txt", "b.md"):
+        (tmp_path / name).write_text("Bees make honey.\n")
+    code, lines = bad(command, str(tmp_path / "a.txt"), str(tmp_path / "b.md"), "-m", "echo")
+    assert code == 2 and len(lines) == 1 and f"aigc {command} reads one document; `aigc batch {command} FILE... -o OUT.jsonl` runs it on each of several" in lines[0]
+    code, lines = bad(command, str(tmp_path), "-m", "echo")
+    assert (code, lines) == (2, [f"Error: {tmp_path} is a folder; `aigc batch {command} {tmp_path} -o OUT.jsonl` runs {command} on each document in it (.txt, .md, .html, subtitles), one JSON line each"])
+    code, lines = bad(command, "some", "words", "-m", "echo")  # no files: click's own message
+    assert code == 2 and "batch" not in lines[0]

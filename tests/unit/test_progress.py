@@ -202,3 +202,47 @@ def test_stage_progress_bars_on_a_terminal_show_the_time_left_in_the_stage(monke
         progress(0, 1, "writing the summary")
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
     assert re.search(r"summarizing part \(round 1\) .* 3/7 0:00:31 0:00:41", shown) and re.search(r"writing the summary .* 0/1 0:00:00 -:--:--", shown), shown
+
+
+def _wait_for(condition, seconds=5.0):
+    import time
+
+    end = time.monotonic() + seconds
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("start", "line"), [
+    (lambda: ui.progress_bar(), "writing the summary: 0/1 (still running, {} in)"),
+    (lambda: ui.items_progress("summarize"), "summarize: 0/3 rows (still running, {} in)"),
+])
+def test_a_long_step_in_a_log_repeats_its_line_every_30_seconds_while_it_runs(log, monkeypatch, start, line):
+    import time
+
+    screen, clock = log
+    monkeypatch.setattr(ui, "HEARTBEAT_CHECK", 0.01)  # the heartbeat's looks at the (fake) clock: real time, made short
+    with start() as progress:
+        if "rows" in line:
+            progress(0, 3)  # one row that takes long
+        else:
+            progress(0, 1, "writing the summary")  # one step that takes long
+        clock.now = 29
+        time.sleep(0.1)
+        assert screen.getvalue() == ""  # under 30 s: silent, as before
+        clock.now = 150
+        _wait_for(lambda: screen.getvalue())
+        clock.now = 170  # 20 s after that line: none
+        time.sleep(0.1)
+        clock.now = 181
+        _wait_for(lambda: screen.getvalue().count("\n") == 2)
+    clock.now = 1000  # the step done: no more lines
+    time.sleep(0.1)
+    assert screen.getvalue().splitlines() == [line.format("2 min"), line.format("3 min")]
+
+
+def test_headline_in_a_log_writes_progress_lines(monkeypatch):
+    ticks = iter(range(0, 10_000, 31))  # every look at the clock is 31 s later
+    monkeypatch.setattr(ui, "clock", lambda: next(ticks))
+    done = CliRunner().invoke(app, ["headline", "--topic", "bees on city roofs", "-n", "1", "-m", "echo", "--no-log"])
+    assert done.exit_code == 0, done.output
+    assert "writing headlines: 0/1\n" in done.stderr and "writing headlines: 1/1\n" in done.stderr
