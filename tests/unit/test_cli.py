@@ -3263,7 +3263,7 @@ def test_models_rm_asks_first_on_a_terminal_and_a_no_or_ctrl_d_keeps_the_model(t
         (["headline", "--lines", "--topic", "bees", "notes.txt"], "give either --topic or an input"),
         (["serve", "--max-batch", "0"], "--max-batch must be at least 1, got 0"),
         (["serve", "--shutdown-grace", "-1"], "--shutdown-grace must be 0 or more"),
-        (["logs", "rm", "--all", "3"], "give the ids of the answers to delete or --all, not both"),
+        (["logs", "rm", "--all", "3"], "give ids, --all, or --until WHEN and/or --keep N: one of these, not two"),
         (["logs", "-q", "caf\udce9"], "the --query value is not valid UTF-8"),
         (["chat", "hi", "--version"], "(`aigc --version` prints the version)"),
         (["batch", "classify", "-i", "in.txt", "-o", "out.jsonl", "-O", "labels=\udcff,b"], "the -O value is not valid UTF-8"),
