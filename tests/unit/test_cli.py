@@ -250,6 +250,30 @@ def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     assert stopped.value.code == 130 and "KeyboardInterrupt" in capsys.readouterr().err  # the traceback, and the same exit code
 
 
+@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("YES", True), (" On ", True), ("0", False), ("false", False), ("no", False), ("off", False), ("", False), (None, False)])
+def test_aigc_debug_is_on_only_for_a_truthy_value(monkeypatch, capsys, value, on):
+    from aigc import config, errors
+    from aigc.cli import app as app_module
+
+    for name in ("AIGC_DEBUG", "AIGC_TRACE_PLUGINS"):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    cause = ValueError("the library's own error")
+    assert config.debug() is on and config.flag("AIGC_TRACE_PLUGINS") is on
+    assert (errors.translated(cause) is cause) is on  # the cause a notebook's traceback shows
+
+    def interrupted(app):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plugins, "register_commands", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        app_module._register_commands()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 130 and ("Traceback" in err) is on and err.endswith("Error: interrupted\n")
+
+
 STARTING = (  # Ctrl-C once aigc is imported and before the CLI runs: while it starts, as far as SIGINT goes
     "import os, signal, sys, time\n"
     "sys.argv[0] = {argv0!r}\n"
