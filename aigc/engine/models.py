@@ -186,7 +186,14 @@ def _keyless(plugin: str, ref: ModelRef) -> bool:
     return not sent_key(ref.location.partition("#")[0])
 
 
-def _resolve(name: str, kind: str | None = "text") -> ModelRef:
+class _NoSuchModel(UnknownModelError):
+    """A name that is nothing `_resolve` knows, raised without the list of known aliases (see `listing`)."""
+
+
+def _resolve(name: str, kind: str | None = "text", listing: bool = True) -> ModelRef:
+    """`resolve` for a name given. `listing`: whether an unknown name's error lists the known
+    aliases, which resolves your aliases' models; False where that could come back here (an alias's
+    model, `alias_kind`), so an alias naming no model is an error, not an endless loop."""
     if not name.strip():
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
     scheme = schemes.scheme_of(name)
@@ -199,7 +206,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         spec = models[name][1]
         if schemes.scheme_of(spec.source):  # checked as it was registered: a scheme registered then
             try:
-                ref = dataclasses.replace(_resolve(spec.source, kind), name=name, spec=spec)
+                ref = dataclasses.replace(_resolve(spec.source, kind, listing=False), name=name, spec=spec)
                 return dataclasses.replace(ref, keyless=_keyless(models[name][0], ref))
             except BadInputError as exc:  # openai:'s URL, remote:'s table
                 raise UnknownModelError(f"model alias {name!r}{schemes.by_plugin(models[name][0])} names {spec.source}, which cannot be used: {exc}") from None
@@ -213,7 +220,9 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         if target in config.model_aliases():
             raise UnknownModelError(f"alias {name!r} points at another alias, {target!r}; point it at a model with `aigc models alias {shlex.quote(name)} MODEL`")
         try:
-            return dataclasses.replace(_resolve(target, kind), name=name)  # named as you call it (logs, serve, models info)
+            return dataclasses.replace(_resolve(target, kind, listing=False), name=name)  # named as you call it (logs, serve, models info)
+        except _NoSuchModel:  # e.g. a plugin's model, since uninstalled
+            raise UnknownModelError(dangling(name, target)) from None
         except BadInputError as exc:
             raise UnknownModelError(f"alias {name!r} (in {config.settings_file()}) names {target!r}, which cannot be used: {exc}") from None
     if name == ECHO:  # after plugins' aliases and yours, which keep the name
@@ -233,6 +242,8 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
             kind, "a local model directory, .gguf file, diffusers directory or .safetensors/.ckpt checkpoint"
         )
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
+    if not listing:
+        raise _NoSuchModel(f"unknown model {name!r}")
     kinds = (kind,) if kind else ("text", "image")
     known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
@@ -271,10 +282,15 @@ def _meant(name: str, known: list[str]) -> str | None:
     return found[0] if found else None
 
 
+def dangling(alias: str, target: str) -> str:
+    """What is wrong with your alias whose model is no model aigc knows."""
+    return f"alias {alias!r} (in {config.settings_file()}) points at {target!r}, which is no known model; fix or remove it: aigc models alias --rm {shlex.quote(alias)}"
+
+
 def alias_kind(alias: str) -> str | None:
     """Whether your alias names a text or an image model (None: its model cannot be used)."""
     try:
-        return "image" if _resolve(alias).image else "text"
+        return "image" if _resolve(alias, listing=False).image else "text"
     except AigcError:
         return None
 

@@ -3133,6 +3133,41 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
     assert result.exit_code == 2 and "alias 'broken' (in " in result.stderr and "cannot be used" in result.stderr
 
 
+def test_models_rm_of_your_alias_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
+    from aigc.engine import pulling
+
+    removed = []
+    monkeypatch.setattr(pulling, "removable", lambda ref: ref.name)
+    monkeypatch.setattr(pulling, "remove", lambda ref: removed.append(ref.name) or ("/nowhere", 0))  # never the shared cache's model
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('[aliases]\nsmall = "smollm2"\n')
+    for names in (["small"], ["smollm2", "small"]):  # every name checked before anything is deleted
+        code, lines = bad("models", "rm", *names)
+        assert (code, lines, removed) == (2, ["Error: small is your alias of smollm2; `aigc models alias --rm small` removes the alias, `aigc models rm smollm2` deletes the model's files"], [])
+    offered = completions("aigc models rm ")
+    assert "small" not in offered and set(offered) <= {"smollm2", "smollm2-360m", "qwen2.5-0.5b", "sd-turbo"}  # models with files here, never your aliases
+    assert completions("aigc models alias --rm ") == ["small"] and completions("aigc models alias s") == ["small"]
+    assert invoke("models", "alias", "--rm", "small").exit_code == 0 and removed == []
+    assert invoke("models", "rm", "smollm2").exit_code == 0 and removed == ["smollm2"]  # the model's own name deletes its files
+
+
+def test_an_alias_naming_no_known_model_is_a_one_line_error_and_listed_as_dangling(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir()
+    settings.write_text('[aliases]\nold = "model-of-an-uninstalled-plugin"\nsmall = "smollm2"\n')
+    said = f"alias 'old' (in {settings}) points at 'model-of-an-uninstalled-plugin', which is no known model; fix or remove it: aigc models alias --rm old"
+    for argv in (["chat", "hi", "-m", "old"], ["models", "info", "old"], ["models", "pull", "old"]):
+        assert bad(*argv) == (2, [f"Error: {said}"])
+    code, lines = bad("chat", "hi", "-m", "smolm2")  # any mistyped -m: the known aliases, listed without resolving each again
+    assert code == 2 and len(lines) == 1 and "did you mean smollm2? known aliases: qwen2.5-0.5b, small, smollm2, smollm2-360m " in lines[0]
+    listed = invoke("models", "list", "--json")
+    rows = {row["alias"]: row for row in json.loads(listed.stdout)}
+    assert listed.exit_code == 0 and listed.stderr == f"Warning: {said}\n"
+    assert (rows["old"]["kind"], rows["old"]["source"], rows["old"]["installed"], rows["small"]["kind"]) == ("dangling", "model-of-an-uninstalled-plugin", False, "text")
+    assert "old" not in completions("aigc chat -m ") and "small" in completions("aigc chat -m ")
+    assert invoke("models", "alias", "--rm", "old").exit_code == 0 and invoke("models", "list").stderr == ""
+
+
 def test_removing_the_last_alias_removes_the_aliases_table_it_leaves_empty(tmp_path):
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir()
