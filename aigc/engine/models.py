@@ -304,6 +304,14 @@ def recorded_name(name: str) -> str:
     return str(path.resolve())
 
 
+def logged_model(name: str) -> tuple[str, str | None]:
+    """A model as a log row records it, and your alias it was named by (None: none): your own alias
+    as the model it names (`recorded_name`), so `aigc logs -m MODEL` finds the answers made through
+    the alias, and they still name their model once the alias names another. Resolves nothing."""
+    target = None if name in registered_models() else config.model_aliases().get(name)
+    return (recorded_name(name), None) if target is None else (recorded_name(target), name)
+
+
 def model_key(name: str | None) -> str:
     """A model as records name it: an alias, hub id or remote as given, a local path resolved (so
     `./m` and `/abs/m` are one model), your own alias as the model it names (a batch file made with

@@ -516,3 +516,16 @@ def test_a_log_row_records_the_sampling_defaults_an_answer_took(tiny_model_dir):
 
     assert logged()[-1]["options"] | {"aigc_version": None} == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 512, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "aigc_version": None}
     assert logged()[-1]["options"]["aigc_version"] == aigc.__version__
+
+
+def test_an_answer_made_through_your_alias_is_logged_as_its_model_and_found_by_either_name(tiny_model_dir):
+    model = str(tiny_model_dir)
+    logs.record(entry(1, model="mine"))  # as aigc logged one before: the alias as typed
+    config.set_alias("mine", model)
+    for name, prompt in (("mine", "hi"), (model, "hello")):
+        assert invoke("chat", prompt, "-m", name, "--max-tokens", "2").exit_code == 0
+    assert [(row["model"], row["options"].get("model_alias")) for row in logged()] == [("mine", None), (model, "mine"), (model, None)]
+    assert [row["prompt"] for row in logged("-m", model)] == ["hi", "hello"]  # the model's answers, those made through your alias too
+    assert [row["prompt"] for row in logged("-m", "mine")] == ["prompt 1", "hi"]  # the alias's, the older row too
+    config.set_alias("mine", None)  # gone or re-pointed later: its answers still name the model that made them
+    assert [row["prompt"] for row in logged("-m", model)] == ["hi", "hello"] and ", model_alias=mine, " in invoke("logs", "-n", "2").stdout
