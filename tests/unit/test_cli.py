@@ -35,7 +35,7 @@ def test_models_list_reads_the_hub_cache_without_importing_huggingface_hubs_down
     assert imports_after(["models", "list"], modules=("huggingface_hub.file_download",)) == "False"
 
 
-@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"], ["--show-completion", "bash"]])
 def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     import pty
 
@@ -45,7 +45,7 @@ def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
 
 
-@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["chat", "-m", "echo", "hello"]])
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--show-completion", "bash"], ["chat", "-m", "echo", "hello"]])
 def test_a_closed_stdout_is_a_one_line_error(argv):
     command = [sys.executable, "-m", "aigc", *argv]
     done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)  # `aigc ... >&-`
