@@ -362,8 +362,17 @@ def env_threads() -> int | None:
     return int(value)
 
 
+TRUTHY = ("1", "true", "yes", "on")  # what turns an on/off AIGC_* variable on, in any case; anything else (0, false, no, empty) is off
+
+
+def flag(name: str) -> bool:
+    """Whether the on/off environment variable `name` is on: 1, true, yes or on (any case); 0, false, no, empty or unset are off."""
+    return os.environ.get(name, "").strip().lower() in TRUTHY
+
+
 def debug() -> bool:
-    return os.environ.get("AIGC_DEBUG", "") not in ("", "0")
+    """Whether AIGC_DEBUG asks for tracebacks."""
+    return flag("AIGC_DEBUG")
 
 
 def templates_path() -> list[Path]:

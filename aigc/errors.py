@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import re
 import signal
 from typing import Callable, Iterator
@@ -313,4 +312,6 @@ def translated(exc: BaseException) -> BaseException | None:
     """The cause to chain to an `AigcError` that says what a library's error `exc` means (`raise ...
     from translated(exc)`): none, so a traceback in a notebook is aigc's few frames and the line that
     says what to do, not the hub's and httpx's; with AIGC_DEBUG=1, `exc` and its own traceback."""
-    return exc if os.environ.get("AIGC_DEBUG", "") not in ("", "0") else None
+    from .config import debug
+
+    return exc if debug() else None

@@ -225,11 +225,11 @@ def entries(
     for term in query_terms(query or ""):
         where.append(f"(instr(fold(prompt), ?) > 0 OR instr(fold(response), ?) > 0 OR instr(fold({_TEMPLATE_TEXT}), ?) > 0)")
         args += [term.casefold()] * 3
-    if model:  # a local model by the path typed or the absolute one logged
+    if model:  # a local model by the path typed or the absolute one logged; your alias by the answers made through it
         from .engine.models import recorded_name
 
-        where.append("model IN (?, ?)")
-        args += [model, recorded_name(model)]
+        where.append("(model IN (?, ?) OR json_extract(options, '$.model_alias') = ?)")
+        args += [model, recorded_name(model), model]
     if template:
         where.append("json_extract(options, '$.template') = ?")
         args.append(template)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pluggy
 import regex
 
-from . import hookspecs
+from . import config, hookspecs
 from .errors import AigcWarning, PluginClashError, PluginError, Terminated
 
 ENTRY_POINT_GROUP = "aigc"
@@ -134,7 +134,7 @@ _running = threading.local()  # the hooks `call_each` is running in this thread
 
 
 def _trace(message: str) -> None:
-    if os.environ.get("AIGC_TRACE_PLUGINS", "") not in ("", "0"):
+    if config.flag("AIGC_TRACE_PLUGINS"):
         sys.stderr.write(f"[aigc plugins] {message}\n")
 
 

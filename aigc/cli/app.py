@@ -414,7 +414,11 @@ class AigcGroup(TyperGroup):
             flags = {arg.split("=", 1)[0] for arg in options}
             for flag in ("--show-completion", "--install-completion"):
                 if flag in flags:
-                    _completion(options, flag)
+                    try:
+                        _completion(options, flag)
+                    except OSError as exc:  # the script into a full disk or a closed stdout: one line, as for --help
+                        _stop_if_disk_full(exc)
+                        raise
         if ctx.parent is None and not ctx.resilient_parsing:
             args = _globals_first(self, ctx, args)
             help_layout.choose(self, ctx, args)

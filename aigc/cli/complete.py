@@ -48,6 +48,29 @@ def _aliases(*kinds: str) -> Completer:
     return _looked_up(names)
 
 
+def _removable() -> list[str]:
+    """What `aigc models rm` deletes: aigc's and plugins' models with files on this machine (never your
+    own aliases, which rm refuses: `aigc models alias --rm NAME` removes one)."""
+    from ..engine.models import registered_models, resolve
+    from ..errors import AigcError
+
+    found = []
+    for alias in registered_models():
+        try:
+            ref = resolve(alias, None)
+        except AigcError:  # a plugin's model whose file is gone: nothing of aigc's to delete
+            continue
+        if ref.kind not in ("remote", "echo") and ref.installed:
+            found.append(alias)
+    return found
+
+
+def _your_aliases() -> Iterable[str]:
+    from ..config import model_aliases
+
+    return model_aliases()
+
+
 def _templates() -> Iterable[str]:
     from ..templates import discover
 
@@ -64,6 +87,8 @@ devices, dtypes, quantizations = choices(*DEVICES), choices(*DTYPES), choices(*Q
 text_models = _aliases("text")
 image_models = _aliases("image")
 models = _aliases("text", "image")
+removable_models = _looked_up(_removable)
+your_aliases = _looked_up(_your_aliases)
 templates = _looked_up(_templates)
 generators = _looked_up(_generators)
 

@@ -16,7 +16,7 @@ logs_app = typer.Typer(help="Show, search and manage the response log: every ans
 
 Count = Annotated[Optional[int], typer.Option("--count", "-n", help="How many of the latest answers; 0 for all (default: 3; all with --id-gt, --id-gte or --since).", show_default=False)]
 Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answers whose prompt, response or template name holds each word of this text (any case, any order; "a phrase" in quotes as it is).')]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it).")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it), or made through your alias of this name.")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
 Template = Annotated[Optional[str], typer.Option("--template", help="Only answers made with this template (aigc run NAME, --template NAME); each logs its template_digest too.")]
 Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -112,6 +113,11 @@ def alias_rows(defaults: dict[str, str | None]) -> list[dict]:
         ref, problem = registry.checked_alias(name)
         if ref is None:
             ui.warn(problem)
+            if name not in registry.registered_models():  # listed, marked: its model is gone (a plugin's, uninstalled) or cannot be used
+                rows.append({
+                    "alias": name, "kind": "dangling", "source": target, "plugin": "config", "installed": False,
+                    "default": name == defaults["text"], "description": f"your alias for {target}, which cannot be used",
+                })
             continue
         kind = _served(ref) if ref.kind == "remote" else "image" if ref.image else "text"
         rows.append({
@@ -206,14 +212,16 @@ def info(
 
 @models_app.command("rm")
 def remove(
-    names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.", autocompletion=complete.models)],
+    names: Annotated[list[str], typer.Argument(metavar="MODEL", help="Model aliases, .gguf files or hub ids.", autocompletion=complete.removable_models)],
     yes: Yes = False,
 ) -> None:
     """Delete converted models from aigc's cache, and hub models from the Hugging Face cache.
 
     The Hugging Face cache is shared with other programs; `aigc models pull` brings them back (a
     download of up to gigabytes), so on a terminal it asks first [y/N] (-y: do not ask; a script
-    is not asked). Never your own files."""
+    is not asked). Never your own files, and never through your own alias (`aigc models alias --rm NAME` removes one)."""
+    for name in names:
+        _not_your_alias(name)
     refs = [registry.resolve(_given(name), None) for name in names]  # an unset $MODEL never means the default
     targets = {pulling.removable(ref): ref for ref in refs}  # every name checked before anything is deleted, each copy once
     listed = lambda: ", ".join(f"{_what(ref)} ({where}, {registry.disk_size(Path(where)) / 1e6:.1f} MB)" for where, ref in targets.items())  # noqa: E731  sizes read only when it asks
@@ -226,6 +234,17 @@ def remove(
 def _what(ref) -> str:
     """What `models rm` deletes of `ref`: a .gguf file itself is kept, its converted copy goes."""
     return f"the converted copy of {ref.name}" if ref.kind == "gguf" else ref.name
+
+
+def _not_your_alias(name: str) -> None:
+    """`aigc models rm NAME` deletes a model's files only when NAME is the model's own name: your alias
+    is refused, so that removing a shortcut never deletes the model it names (maybe the default)."""
+    aliases = config.model_aliases()
+    if name in aliases and name not in registry.registered_models():
+        target = aliases[name]
+        raise BadInputError(
+            f"{name} is your alias of {target}; `aigc models alias --rm {shlex.quote(name)}` removes the alias, `aigc models rm {shlex.quote(target)}` deletes the model's files"
+        )
 
 
 @models_app.command()
@@ -262,7 +281,7 @@ def default(
 
 @models_app.command()
 def alias(
-    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Your name for the model.", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Your name for the model.", show_default=False, autocompletion=complete.your_aliases)] = None,
     target: Annotated[Optional[str], typer.Argument(metavar="MODEL", help="An alias, a path, a hub id or a remote.", show_default=False)] = None,
     remove: Annotated[bool, typer.Option("--rm", help="Remove the alias NAME.")] = False,
 ) -> None:

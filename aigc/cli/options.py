@@ -203,7 +203,7 @@ class RunOptions:
         the tokens and time since `mark` are this answer's alone (not so for one line of a batch).
         `sampling`: the settings the answer was made with, where they are not the options' (the REPL's /set)."""
         from .. import logs, templates
-        from ..engine.models import recorded_name
+        from ..engine.models import logged_model
 
         measured = measured and self._mark is not None
         try:
@@ -213,16 +213,17 @@ class RunOptions:
             since, prompt_tokens, completion_tokens = self._mark if measured else (0.0, 0, 0)
             given = {k: v for k, v in options.items() if v is not None}
             in_effect = _in_effect(generator, given, self.sampling() if sampling is None else {k: v for k, v in sampling.items() if v is not None})
+            model, alias = logged_model(generator.engine.name)  # `-m small`: smollm2, with model_alias=small
             if isinstance(given.get("template"), str):  # which revision of it gave the answer
                 with contextlib.suppress(AigcError):  # gone since it ran: the answer is logged still
                     given["template_digest"] = templates.digest(given["template"])
             logs.record(
                 logs.Entry(
                     command=command,
-                    model=recorded_name(generator.engine.name),
+                    model=model,
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **in_effect, **_ran_in(generator), "aigc_version": __version__},
+                    options={**given, **in_effect, **_ran_in(generator), **({"model_alias": alias} if alias else {}), "aigc_version": __version__},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,

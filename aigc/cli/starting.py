@@ -29,7 +29,9 @@ def _one_line(kind, exc, tb) -> None:
 def starting() -> None:
     """Called first thing when aigc is imported: in the aigc command, a Ctrl-C that reaches the top
     before `started` (while modules import) is one line."""
-    if not _kept and os.environ.get("AIGC_DEBUG", "") in ("", "0") and _the_command():
+    from ..config import debug  # standard library imports only: cheap this early
+
+    if not _kept and not debug() and _the_command():
         _kept.append(sys.excepthook)
         sys.excepthook = _one_line
 

@@ -8,7 +8,6 @@ here too; `engine/diffusion.py` loads them. `engine/pulling.py` gets a model's f
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import difflib
 import hashlib
@@ -187,7 +186,14 @@ def _keyless(plugin: str, ref: ModelRef) -> bool:
     return not sent_key(ref.location.partition("#")[0])
 
 
-def _resolve(name: str, kind: str | None = "text") -> ModelRef:
+class _NoSuchModel(UnknownModelError):
+    """A name that is nothing `_resolve` knows, raised without the list of known aliases (see `listing`)."""
+
+
+def _resolve(name: str, kind: str | None = "text", listing: bool = True) -> ModelRef:
+    """`resolve` for a name given. `listing`: whether an unknown name's error lists the known
+    aliases, which resolves your aliases' models; False where that could come back here (an alias's
+    model, `alias_kind`), so an alias naming no model is an error, not an endless loop."""
     if not name.strip():
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
     scheme = schemes.scheme_of(name)
@@ -200,7 +206,7 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         spec = models[name][1]
         if schemes.scheme_of(spec.source):  # checked as it was registered: a scheme registered then
             try:
-                ref = dataclasses.replace(_resolve(spec.source, kind), name=name, spec=spec)
+                ref = dataclasses.replace(_resolve(spec.source, kind, listing=False), name=name, spec=spec)
                 return dataclasses.replace(ref, keyless=_keyless(models[name][0], ref))
             except BadInputError as exc:  # openai:'s URL, remote:'s table
                 raise UnknownModelError(f"model alias {name!r}{schemes.by_plugin(models[name][0])} names {spec.source}, which cannot be used: {exc}") from None
@@ -214,7 +220,9 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
         if target in config.model_aliases():
             raise UnknownModelError(f"alias {name!r} points at another alias, {target!r}; point it at a model with `aigc models alias {shlex.quote(name)} MODEL`")
         try:
-            return dataclasses.replace(_resolve(target, kind), name=name)  # named as you call it (logs, serve, models info)
+            return dataclasses.replace(_resolve(target, kind, listing=False), name=name)  # named as you call it (logs, serve, models info)
+        except _NoSuchModel:  # e.g. a plugin's model, since uninstalled
+            raise UnknownModelError(dangling(name, target)) from None
         except BadInputError as exc:
             raise UnknownModelError(f"alias {name!r} (in {config.settings_file()}) names {target!r}, which cannot be used: {exc}") from None
     if name == ECHO:  # after plugins' aliases and yours, which keep the name
@@ -234,8 +242,10 @@ def _resolve(name: str, kind: str | None = "text") -> ModelRef:
             kind, "a local model directory, .gguf file, diffusers directory or .safetensors/.ckpt checkpoint"
         )
         raise UnknownModelError(f"no such file or directory: {name}; give {wanted} that exists, or a model alias")
+    if not listing:
+        raise _NoSuchModel(f"unknown model {name!r}")
     kinds = (kind,) if kind else ("text", "image")
-    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + ([] if _KINDS_ASKED.get() else [a for a in config.model_aliases() if alias_kind(a) in kinds]))
+    known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
     if not meant and kind == "text":  # a model to run with -m (not one `aigc models` names: rm, info, default)
@@ -283,18 +293,17 @@ def checked_alias(name: str) -> tuple[ModelRef | None, str | None]:
         return None, str(exc)
 
 
-_KINDS_ASKED = contextvars.ContextVar("aigc_alias_kinds", default=False)  # alias_kind is resolving: an unknown name's error lists no alias of yours
+def dangling(alias: str, target: str) -> str:
+    """What is wrong with your alias whose model is no model aigc knows."""
+    return f"alias {alias!r} (in {config.settings_file()}) points at {target!r}, which is no known model; fix or remove it: aigc models alias --rm {shlex.quote(alias)}"
 
 
 def alias_kind(alias: str) -> str | None:
     """Whether your alias names a text or an image model (None: its model cannot be used)."""
-    asked = _KINDS_ASKED.set(True)  # an alias naming an unknown model: its error, which would list your aliases by kind, goes unread
     try:
-        return "image" if _resolve(alias).image else "text"
+        return "image" if _resolve(alias, listing=False).image else "text"
     except AigcError:
         return None
-    finally:
-        _KINDS_ASKED.reset(asked)
 
 
 def recorded_name(name: str) -> str:
@@ -304,6 +313,14 @@ def recorded_name(name: str) -> str:
     if name in registered_models() or name in config.model_aliases() or not os.path.exists(path):
         return name
     return str(path.resolve())
+
+
+def logged_model(name: str) -> tuple[str, str | None]:
+    """A model as a log row records it, and your alias it was named by (None: none): your own alias
+    as the model it names (`recorded_name`), so `aigc logs -m MODEL` finds the answers made through
+    the alias, and they still name their model once the alias names another. Resolves nothing."""
+    target = None if name in registered_models() else config.model_aliases().get(name)
+    return (recorded_name(name), None) if target is None else (recorded_name(target), name)
 
 
 def model_key(name: str | None) -> str:

@@ -35,7 +35,7 @@ def test_models_list_reads_the_hub_cache_without_importing_huggingface_hubs_down
     assert imports_after(["models", "list"], modules=("huggingface_hub.file_download",)) == "False"
 
 
-@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"]])
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--version"], [], ["chat", "--help"], ["--show-completion", "bash"]])
 def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     import pty
 
@@ -45,7 +45,7 @@ def test_a_full_disk_under_stdout_is_a_one_line_error(argv):
     assert done.returncode == 1 and done.stderr == "Error: cannot write the output: No space left on device (free some space, or write elsewhere)\n"
 
 
-@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["chat", "-m", "echo", "hello"]])
+@pytest.mark.parametrize("argv", [["models", "list"], ["--help"], ["--show-completion", "bash"], ["chat", "-m", "echo", "hello"]])
 def test_a_closed_stdout_is_a_one_line_error(argv):
     command = [sys.executable, "-m", "aigc", *argv]
     done = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)  # `aigc ... >&-`
@@ -248,6 +248,30 @@ def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:
         app_module._register_commands()
     assert stopped.value.code == 130 and "KeyboardInterrupt" in capsys.readouterr().err  # the traceback, and the same exit code
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("YES", True), (" On ", True), ("0", False), ("false", False), ("no", False), ("off", False), ("", False), (None, False)])
+def test_aigc_debug_is_on_only_for_a_truthy_value(monkeypatch, capsys, value, on):
+    from aigc import config, errors
+    from aigc.cli import app as app_module
+
+    for name in ("AIGC_DEBUG", "AIGC_TRACE_PLUGINS"):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    cause = ValueError("the library's own error")
+    assert config.debug() is on and config.flag("AIGC_TRACE_PLUGINS") is on
+    assert (errors.translated(cause) is cause) is on  # the cause a notebook's traceback shows
+
+    def interrupted(app):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plugins, "register_commands", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        app_module._register_commands()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 130 and ("Traceback" in err) is on and err.endswith("Error: interrupted\n")
 
 
 STARTING = (  # Ctrl-C once aigc is imported and before the CLI runs: while it starts, as far as SIGINT goes
@@ -3117,6 +3141,41 @@ def test_your_own_model_aliases_are_kept_in_the_settings_file_and_work_with_m(ti
     settings.write_text(settings.read_text() + 'broken = "/no/such/dir"\n')
     result = invoke("chat", "hi", "-m", "broken")
     assert result.exit_code == 2 and "alias 'broken' (in " in result.stderr and "cannot be used" in result.stderr
+
+
+def test_models_rm_of_your_alias_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
+    from aigc.engine import pulling
+
+    removed = []
+    monkeypatch.setattr(pulling, "removable", lambda ref: ref.name)
+    monkeypatch.setattr(pulling, "remove", lambda ref: removed.append(ref.name) or ("/nowhere", 0))  # never the shared cache's model
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('[aliases]\nsmall = "smollm2"\n')
+    for names in (["small"], ["smollm2", "small"]):  # every name checked before anything is deleted
+        code, lines = bad("models", "rm", *names)
+        assert (code, lines, removed) == (2, ["Error: small is your alias of smollm2; `aigc models alias --rm small` removes the alias, `aigc models rm smollm2` deletes the model's files"], [])
+    offered = completions("aigc models rm ")
+    assert "small" not in offered and set(offered) <= {"smollm2", "smollm2-360m", "qwen2.5-0.5b", "sd-turbo"}  # models with files here, never your aliases
+    assert completions("aigc models alias --rm ") == ["small"] and completions("aigc models alias s") == ["small"]
+    assert invoke("models", "alias", "--rm", "small").exit_code == 0 and removed == []
+    assert invoke("models", "rm", "smollm2").exit_code == 0 and removed == ["smollm2"]  # the model's own name deletes its files
+
+
+def test_an_alias_naming_no_known_model_is_a_one_line_error_and_listed_as_dangling(tmp_path):
+    settings = tmp_path / "config" / "config.toml"
+    settings.parent.mkdir()
+    settings.write_text('[aliases]\nold = "model-of-an-uninstalled-plugin"\nsmall = "smollm2"\n')
+    said = f"alias 'old' (in {settings}) points at 'model-of-an-uninstalled-plugin', which is no known model; fix or remove it: aigc models alias --rm old"
+    for argv in (["chat", "hi", "-m", "old"], ["models", "info", "old"], ["models", "pull", "old"]):
+        assert bad(*argv) == (2, [f"Error: {said}"])
+    code, lines = bad("chat", "hi", "-m", "smolm2")  # any mistyped -m: the known aliases, listed without resolving each again
+    assert code == 2 and len(lines) == 1 and "did you mean smollm2? known aliases: qwen2.5-0.5b, small, smollm2, smollm2-360m " in lines[0]
+    listed = invoke("models", "list", "--json")
+    rows = {row["alias"]: row for row in json.loads(listed.stdout)}
+    assert listed.exit_code == 0 and listed.stderr == f"Warning: {said}\n"
+    assert (rows["old"]["kind"], rows["old"]["source"], rows["old"]["installed"], rows["small"]["kind"]) == ("dangling", "model-of-an-uninstalled-plugin", False, "text")
+    assert "old" not in completions("aigc chat -m ") and "small" in completions("aigc chat -m ")
+    assert invoke("models", "alias", "--rm", "old").exit_code == 0 and invoke("models", "list").stderr == ""
 
 
 def test_removing_the_last_alias_removes_the_aliases_table_it_leaves_empty(tmp_path):

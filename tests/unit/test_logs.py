@@ -599,3 +599,16 @@ def test_ctrl_c_at_the_question_is_a_no(monkeypatch):
     logs.record(entry(1))
     kept = invoke("logs", "rm", "--all")
     assert kept.exit_code == 1 and "nothing deleted" in kept.stderr and len(logged()) == 1, kept.output
+
+
+def test_an_answer_made_through_your_alias_is_logged_as_its_model_and_found_by_either_name(tiny_model_dir):
+    model = str(tiny_model_dir)
+    logs.record(entry(1, model="mine"))  # as aigc logged one before: the alias as typed
+    config.set_alias("mine", model)
+    for name, prompt in (("mine", "hi"), (model, "hello")):
+        assert invoke("chat", prompt, "-m", name, "--max-tokens", "2").exit_code == 0
+    assert [(row["model"], row["options"].get("model_alias")) for row in logged()] == [("mine", None), (model, "mine"), (model, None)]
+    assert [row["prompt"] for row in logged("-m", model)] == ["hi", "hello"]  # the model's answers, those made through your alias too
+    assert [row["prompt"] for row in logged("-m", "mine")] == ["prompt 1", "hi"]  # the alias's, the older row too
+    config.set_alias("mine", None)  # gone or re-pointed later: its answers still name the model that made them
+    assert [row["prompt"] for row in logged("-m", model)] == ["hi", "hello"] and ", model_alias=mine, " in invoke("logs", "-n", "2").stdout
