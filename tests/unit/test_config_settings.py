@@ -55,7 +55,7 @@ def test_a_wrong_alias_value_names_its_key_and_line_with_that_key_as_the_example
 def test_an_alias_naming_an_unknown_model_is_an_error_saying_so_not_a_recursion_error():
     write('[aliases]\nsmall = "bogusmodel"\n')
     result = invoke("chat", "hi", "-m", "small")
-    assert result.exit_code == 2 and "alias 'small' (in " in result.stderr and "names 'bogusmodel', which cannot be used: unknown model 'bogusmodel'" in result.stderr
+    assert result.exit_code == 2 and "alias 'small' (in " in result.stderr and "points at 'bogusmodel', which is no known model" in result.stderr
     listed = invoke("models", "list")
     assert listed.exit_code == 0 and "Warning: alias 'small'" in listed.stderr and "Recursion" not in listed.output
 

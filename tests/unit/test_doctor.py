@@ -416,7 +416,7 @@ def test_a_read_only_cache_holding_the_default_model_is_a_note_and_an_empty_one_
 @pytest.mark.parametrize(("text", "id", "status", "said"), [
     ('logs = "no"\n', "logs", "problem", "logs in {path} must be true or false"),
     ("[aliases]\nsmall = 3\n", "aliases", "problem", "small in [aliases] of {path} (line 2) must name a model in quotes (small = \"smollm2\"), got 3"),
-    ('[aliases]\nsmall = "bogusmodel"\n', "alias:small", "problem", "alias 'small' (in {path}) names 'bogusmodel', which cannot be used: unknown model 'bogusmodel'"),
+    ('[aliases]\nsmall = "bogusmodel"\n', "alias:small", "problem", "alias 'small' (in {path}) points at 'bogusmodel', which is no known model; fix or remove it: aigc models alias --rm small"),
     ("[serve]\nprot = 1\n", "serve", "problem", "[serve] in {path} has unknown keys prot; prot (line 2): did you mean port?"),
     ('[remotes.x]\nurll = "http://x"\n', "remote:x", "problem", "[remotes.x] in {path} has unknown keys urll; urll (line 2): did you mean url?"),
     ("remotes = 3\n", "remotes", "problem", "remotes in {path} must be tables"),
