@@ -7,7 +7,6 @@ import inspect
 import typing
 import json
 import os
-import random
 import shlex
 import sys
 import time
@@ -134,10 +133,10 @@ class RunOptions:
         given, the template's or the task's) and take it as --seed, so that `--json` (`drawn_seed`) and
         the log record it and `--seed` makes the answer again; a greedy answer, or a model that does
         not run here (its server draws), draws none. Call it once the model is loaded."""
-        if self.seed is not None or not generator.samples or not getattr(generator.engine, "variant", ""):
-            return
-        if not generator.sampling_in_effect(generator.validate(options), self.sampling()).greedy:
-            self.seed, self._drawn = random.SystemRandom().randrange(2**63), True
+        from ..generators.base import seed_to_draw
+
+        if (drawn := seed_to_draw(generator, options, self.sampling())) is not None:
+            self.seed, self._drawn = drawn, True
 
     def drawn_seed(self) -> dict[str, int]:
         """`{"seed": N}` where `draw_seed` drew the seed, for `--json`; else empty."""

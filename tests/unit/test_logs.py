@@ -489,3 +489,52 @@ def test_a_log_row_records_the_sampling_defaults_an_answer_took(tiny_model_dir):
 
     assert logged()[-1]["options"] | {"aigc_version": None} == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 0.7, "top_p": 0.9, "top_k": 0, "max_tokens": 512, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "aigc_version": None}
     assert logged()[-1]["options"]["aigc_version"] == aigc.__version__
+
+
+def test_each_batch_row_and_lines_item_records_the_seed_it_was_sampled_with_and_makes_it_again_alone(tiny_model_dir, tmp_path):
+    model = ("-m", str(tiny_model_dir), "--max-tokens", "6", "--dtype", "float32")
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(["Bees make", "Paris is", "The quick brown", "Summaries are"])))
+    out = tmp_path / "out.jsonl"
+    ran = invoke("batch", "chat", "-i", str(source), "-o", str(out), *model, "--temperature", "1.5")
+    assert ran.exit_code == 0, ran.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    seeds = [line["seed"] for line in lines]
+    assert all(isinstance(seed, int) for seed in seeds) and len(set(seeds)) == len(seeds)  # each row its own
+    for line in lines[1:3]:  # one row alone, with the seed its line records, gives the row's text
+        alone = invoke("chat", ["Bees make", "Paris is", "The quick brown", "Summaries are"][line["id"]], *model, "--temperature", "1.5", "--seed", str(line["seed"]), "--json", "--no-log")
+        assert alone.exit_code == 0, alone.output
+        assert json.loads(alone.stdout)["text"] == line["result"]["text"]
+    given = tmp_path / "given.jsonl"
+    assert invoke("batch", "chat", "-i", str(source), "-o", str(given), *model, "--temperature", "1.5", "--seed", "3").exit_code == 0
+    assert all("seed" not in json.loads(line) for line in given.read_text().splitlines())  # a given seed is in the run's settings, not drawn
+    greedy = tmp_path / "greedy.jsonl"
+    assert invoke("batch", "chat", "-i", str(source), "-o", str(greedy), *model).exit_code == 0
+    assert all("seed" not in json.loads(line) for line in greedy.read_text().splitlines())  # a greedy row draws none
+
+    texts = ["Bees make honey.", "Cities have rooftops.", "Paris is the capital."]
+    translated = invoke("translate", "-", "--to", "fr", "--lines", *model, "--temperature", "1.5", "--json", input="\n".join(texts) + "\n")
+    assert translated.exit_code == 0, translated.output
+    items = [json.loads(line) for line in translated.stdout.splitlines()]
+    rows = {row["prompt"]: row for row in logged() if row["command"] == "translate"}
+    assert all(isinstance(item["seed"], int) for item in items) and len({item["seed"] for item in items}) == 3
+    assert [rows[text]["options"]["seed"] for text in texts] == [item["seed"] for item in items]  # the log row records it too
+    alone = invoke("translate", texts[1], "--to", "fr", *model, "--temperature", "1.5", "--seed", str(items[1]["seed"]), "--json", "--no-log")
+    assert json.loads(alone.stdout)["translation"] == items[1]["translation"]
+    greedy_lines = invoke("translate", "-", "--to", "fr", "--lines", *model, "--json", "--no-log", input="\n".join(texts) + "\n")
+    assert all("seed" not in json.loads(line) for line in greedy_lines.stdout.splitlines())
+
+
+def test_each_chat_repl_reply_logs_the_seed_it_was_sampled_with(tiny_model_dir, monkeypatch):
+    from aigc.cli import chat
+    from aigc.cli.options import RunOptions
+
+    monkeypatch.setattr("builtins.input", lambda prompt="", typed=iter(["/set temperature 1.5", "Bees make", "/retry", "/set seed 5", "Paris is", "exit"]): next(typed))
+    run = RunOptions(model=str(tiny_model_dir), max_tokens=6, dtype="float32", log=True)
+    chat._repl(run, None, None, None)
+    rows = logged()
+    assert [row["prompt"] for row in rows] == ["Bees make", "Bees make", "Paris is"]
+    drawn = [row["options"]["seed"] for row in rows[:2]]
+    assert all(isinstance(seed, int) for seed in drawn) and drawn[0] != drawn[1] and rows[2]["options"]["seed"] == 5  # each reply its own; a /set seed is used as given
+    again = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--dtype", "float32", "--temperature", "1.5", "--seed", str(drawn[0]), "--json", "--no-log")
+    assert json.loads(again.stdout)["text"] == rows[0]["response"]
