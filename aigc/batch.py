@@ -145,6 +145,8 @@ def run_batch(
         flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
+        loaded = getattr(generator._engine, "model_digest", None) if needs_model(todo) else None  # which weights, by content: read once, recorded on every line
+        weights = {"model_digest": loaded} if isinstance(loaded, str) else {}
         failed = {key for key, record in previous if "error" in record}
         changed = {id_key(r.id) for r in todo} & {key for key, record in previous if "result" in record}
         if failed or changed:
@@ -159,7 +161,7 @@ def run_batch(
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
-                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.as_read} if keep_columns else {}), **outcome}
+                    line = {"id": row.id, "row": row.number, **settings, **weights, **({"input_digest": digest} if digest else {}), **({"input": row.as_read} if keep_columns else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error

@@ -21,7 +21,7 @@ from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text, weights_of
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -324,7 +324,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
 
 def _json_result(generator, result: dict, **extra) -> None:
     data = {"data": result["data"]} if "data" in result else {}
-    shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
+    shown = {"model": generator.engine.name, **weights_of(generator), "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
     ui.result(json.dumps({**shown, **several(result), **extra, **data}, ensure_ascii=False))
 
 

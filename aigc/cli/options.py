@@ -218,7 +218,7 @@ class RunOptions:
                     model=recorded_name(generator.engine.name),
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **in_effect, **_ran_in(generator), "aigc_version": __version__},
+                    options={**given, **in_effect, **_ran_in(generator), **weights_of(generator), "aigc_version": __version__},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
@@ -266,6 +266,14 @@ def _in_effect(generator, options: dict, sampling: dict) -> dict[str, Any]:
     if params is None:
         return sampling
     return {**{f.name: getattr(params, f.name) for f in fields(params) if getattr(params, f.name) not in (None, ())}, **sampling}
+
+
+def weights_of(generator) -> dict[str, str]:
+    """`{"model_digest": ...}`, the start of the loaded weights' sha256 (`digests.model_digest`), as
+    --json and a log row's options record it beside the model's name; empty for a model that does not
+    run here."""
+    digest = getattr(generator.engine, "model_digest", None)
+    return {"model_digest": digest} if isinstance(digest, str) else {}
 
 
 def _ran_in(generator) -> dict[str, str]:

@@ -49,6 +49,8 @@ class LocalEngine:
         self.name = name
         self.variant = variant  # where and how which weights were loaded ("cpu float32 int4 " and their files' fingerprint), for caches of what they computed
         self.modified: float | None = None  # when its weights' files were last written (`loading.written`), where it was loaded from files
+        self.weights: str | None = None  # the model directory its weights were loaded from (`model_digest`)
+        self._digest: str | None = None
         self.model = model
         self.tokenizer = tokenizer
         self.device = model.device
@@ -61,6 +63,17 @@ class LocalEngine:
         self.stats = EngineStats(load_seconds=load_seconds)
         self._previous = None  # (token ids fed, prompt length, KV cache) of the last single-row call
         self._previous_lock = threading.Lock()  # two threads' calls (aigc.astream) never take the same cache
+
+    @property
+    def model_digest(self) -> str | None:
+        """The start of its weights' sha256 (`digests.model_digest`), as logs and --json record it:
+        read from the record kept of them (the first time for a model, computed and kept), then
+        remembered; None where it was not loaded from files."""
+        if self._digest is None and self.weights is not None:
+            from .digests import model_digest
+
+            self._digest = model_digest(self.weights)
+        return self._digest
 
     @property
     def template_lists_tools(self) -> bool:

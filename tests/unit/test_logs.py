@@ -1,5 +1,6 @@
 """The response log: what generating commands keep, `aigc logs` to read and manage it, on/off."""
 
+import hashlib
 import json
 
 import pytest
@@ -225,7 +226,7 @@ def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
     from aigc import templates
 
     in_effect = {"top_p": 0.9, "top_k": 0, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}  # chat's defaults, and SamplingParams'
-    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2, **in_effect, "dtype": "float32", "aigc_version": aigc.__version__}
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2, **in_effect, "dtype": "float32", "model_digest": hashlib.sha256((tiny_model_dir / "model.safetensors").read_bytes()).hexdigest()[:16], "aigc_version": aigc.__version__}
     assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
 
 
