@@ -244,8 +244,8 @@ def run_rows(
     next decoding step (on a local model; a remote model's requests are cut) and their workers are waited for; a KeyboardInterrupt or SystemExit (while
     it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all.
     `draw_seeds`: a row a local model samples without a seed gets one drawn for it (`seed_to_draw`),
-    given back as the outcome's `"seed"`, so that the row alone with that seed gives the same answer;
-    seeded rows are decoded one by one (`CoalescingEngine` merges no seeded calls), unmerged."""
+    given back as the outcome's `"seed"`, so that the row alone with that seed gives the same answer
+    (`CoalescingEngine` merges seeded rows, each drawn from its own seed, only on a local model in float32)."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
