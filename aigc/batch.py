@@ -32,7 +32,7 @@ from .batch_tables import TABLES
 from .engine.base import StopSignal, stop_when, stoppable_context
 from .engine.coalesce import CoalescingEngine
 from .errors import AigcError, BadInputError, OptionError
-from .generators.base import Generator, quiet_notes, type_name
+from .generators.base import Generator, quiet_notes, seed_to_draw, type_name
 from .writing import check_writable, open_stream
 
 ON_ERROR = ("skip", "stop")
@@ -145,6 +145,8 @@ def run_batch(
         flag_rows(generator, todo, field_name, opts)
         if needs_model(todo) and not prepared:
             generator.prepare(options)
+        loaded = getattr(generator._engine, "model_digest", None) if needs_model(todo) else None  # which weights, by content: read once, recorded on every line
+        weights = {"model_digest": loaded} if isinstance(loaded, str) else {}
         failed = {key for key, record in previous if "error" in record}
         changed = {id_key(r.id) for r in todo} & {key for key, record in previous if "result" in record}
         if failed or changed:
@@ -154,12 +156,12 @@ def run_batch(
         report(0, len(todo))  # the total is known before the first row finishes
         started = time.perf_counter()
         try:
-            outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait)
+            outcomes = run_rows(generator, todo, options, sampling, field_name, concurrency, in_order=stream, stop_at_error=on_error == "stop", stop_wait=stop_wait, draw_seeds=True)
             with ui.closed_pipe(), open_stream(output) as sink, stopping(outcomes):  # closing flushes again: on Windows, EINVAL where the reader went away
                 for row, outcome in outcomes:
                     raised = outcome.pop("exception", None)
                     digest = input_digest(generator, row, field_name)
-                    line = {"id": row.id, "row": row.number, **settings, **({"input_digest": digest} if digest else {}), **({"input": row.as_read} if keep_columns else {}), **outcome}
+                    line = {"id": row.id, "row": row.number, **settings, **weights, **({"input_digest": digest} if digest else {}), **({"input": row.as_read} if keep_columns else {}), **outcome}
                     try:
                         text = json.dumps(line, ensure_ascii=False, allow_nan=False)
                     except (TypeError, ValueError) as exc:  # a plugin's result that JSON cannot hold: this row's error
@@ -232,7 +234,7 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
 
 def run_rows(
     generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text",
-    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False, stop_wait: float = STOP_WAIT,
+    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False, stop_wait: float = STOP_WAIT, draw_seeds: bool = False,
 ) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order (else as rows finish), while worker
     threads run the rows concurrently and their model calls are merged into batches. A row the
@@ -240,7 +242,10 @@ def run_rows(
     input order): rows are started in input order, none once a row has failed, and the outcomes end
     with the first failed row's. Closed early (`stopping` closes it), the rows in flight stop at their
     next decoding step (on a local model; a remote model's requests are cut) and their workers are waited for; a KeyboardInterrupt or SystemExit (while
-    it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all."""
+    it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all.
+    `draw_seeds`: a row a local model samples without a seed gets one drawn for it (`seed_to_draw`),
+    given back as the outcome's `"seed"`, so that the row alone with that seed gives the same answer
+    (`CoalescingEngine` merges seeded rows, each drawn from its own seed, only on a local model in float32)."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
@@ -249,7 +254,7 @@ def run_rows(
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
     named = f"the {generator.name} generator{generator.by_plugin()}"  # as a row's error names it
-    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error, stop_wait)
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error, stop_wait, draw_seeds)
 
 
 @contextlib.contextmanager
@@ -279,7 +284,7 @@ def check_concurrency(concurrency: int) -> None:
 
 def _outcomes(
     generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str, stop_at_error: bool = False,
-    stop_wait: float = STOP_WAIT,
+    stop_wait: float = STOP_WAIT, draw_seeds: bool = False,
 ) -> Iterator[tuple[Row, dict]]:
     queue = rows if stop_at_error else _order(rows, field_name)  # sorted, a row after a failed one would have run before it
     position = {id(r): i for i, r in enumerate(rows)}
@@ -301,7 +306,7 @@ def _outcomes(
                         row = next(taken, None)
                 if row is None:
                     return
-                outcome = _run_one(generator, row, options, sampling, field_name, named)
+                outcome = _run_one(generator, row, options, sampling, field_name, named, draw_seeds)
                 if stop_at_error and "error" in outcome:  # before the caller hears of it
                     with take_lock:
                         first_failed = min(first_failed, position[id(row)])
@@ -344,13 +349,16 @@ def _join(threads: list[threading.Thread], seconds: float | None) -> None:
         thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
-def _run_one(generator, row: Row, options, sampling, field_name, named: str) -> dict:
+def _run_one(generator, row: Row, options, sampling, field_name, named: str, draw_seeds: bool = False) -> dict:
     if row.error:
         return {"error": row.error}
     try:
         item = row.input if row.given else generator.batch_input(row.fields, field_name)
+        settings = {**sampling, **row_sampling(row, field_name)}
+        drawn = seed_to_draw(generator, options, settings) if draw_seeds else None  # a sampled row without a seed gets its own, recorded: `--seed` makes it again
         with quiet_notes():  # warned of once for all rows, by the caller
-            return {"result": generator(item, sampling={**sampling, **row_sampling(row, field_name)}, **options)}
+            result = generator(item, sampling=settings if drawn is None else {**settings, "seed": drawn}, **options)
+        return {"result": result, **({"seed": drawn} if drawn is not None else {})}
     except AigcError as exc:  # a BadInputError: this row's input, or the model's answer for it; others are
         return {"error": row_error(exc, row, field_name), "exception": exc}  # not the row's fault (a plugin's filter, a remote that is down)
     except BaseException as exc:  # noqa: BLE001 - a bug (in a plugin's generator, say) on this row; workers get no signals, so a SystemExit or KeyboardInterrupt here is one too

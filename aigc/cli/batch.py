@@ -55,7 +55,7 @@ def batch(
     id_field: Annotated[str, typer.Option("--id-field", help="The column holding each row's id; rows without it are numbered.")] = "id",
     option_pairs: Annotated[Optional[list[str]], typer.Option("--option", "-O", metavar="KEY=VALUE", help="A task option as key=value, e.g. -O labels=a,b or -O target_language=French (repeatable; an unknown key lists the task's options).")] = None,
     on_error: Annotated[str, typer.Option("--on-error", help="skip: record a bad row's error and go on; stop: stop at it.", autocompletion=complete.on_error)] = "skip",
-    concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together (in bfloat16/float16 a greedy answer can change with its batch: --dtype float32 for answers that do not depend on batching).")] = 16,
+    concurrency: Annotated[int, typer.Option(help="Rows in flight at once; their model calls are batched together (a sampled row is drawn from its own seed, --seed or one recorded as its \"seed\"; in bfloat16/float16 a greedy answer can change with its batch: --dtype float32 for answers that do not depend on batching).")] = 16,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Resume -o with other task options or sampling settings (a higher --max-tokens, say): its failed rows, and rows not yet run, run with these; rows done keep their results, each line recording what made it.")] = False,
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Keep each row's input columns in the output: as \"input\" in a JSON line, as columns of a .csv or .tsv (input columns named id or error as input.id, input.error: the table's own id and error columns are the run's).")] = False,
     schema: Schema = None,

@@ -14,13 +14,14 @@ import typer
 from .. import config, conversations, locks, templates, ui
 from ..engine.sampling import DRAWING
 from ..errors import AigcError, BadInputError, ContextLengthError, ConversationDeletedError, ModelKindError, ModelUnavailableError, Terminated, UnknownModelError, WriteError, did_you_mean, options_named
+from ..generators.base import seed_to_draw
 from ..generators.chat import TUNABLE, ChatSession, with_files
 from ..json_schemas import several, shown
 from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text, weights_of
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -323,7 +324,7 @@ def _session_turn(session: ChatSession, run: RunOptions, text: str, as_json: boo
 
 def _json_result(generator, result: dict, **extra) -> None:
     data = {"data": result["data"]} if "data" in result else {}
-    shown = {"model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
+    shown = {"model": generator.engine.name, **weights_of(generator), "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
     ui.result(json.dumps({**shown, **several(result), **extra, **data}, ensure_ascii=False))
 
 
@@ -528,16 +529,34 @@ def _turn(session: ChatSession, run: RunOptions, pending: list) -> Optional[str]
     files, pending[:] = list(pending), []
     text = with_files(line, files)
     kept = lambda: len(session.messages) == before + 2  # noqa: E731 - asked after the reply
-    try:
-        reply = session.send(text)  # the template is rendered around the message now
-    except AigcError as exc:  # a message the template cannot take (its files wait): the session goes on
-        ui.error(str(exc))
-    else:
-        _answer(session, run, reply, text, kept)
+    with _seeded(session):
+        try:
+            reply = session.send(text)  # the template is rendered around the message now
+        except AigcError as exc:  # a message the template cannot take (its files wait): the session goes on
+            ui.error(str(exc))
+        else:
+            _answer(session, run, reply, text, kept)
     if files and not kept():  # the files wait for the next turn
         pending[:] = files
         ui.info(f"({_names(files)} still added to your next message; /reset drops {'it' if len(files) == 1 else 'them'})")
     return None
+
+
+@contextlib.contextmanager
+def _seeded(session: ChatSession):
+    """A REPL turn's seed: where its reply samples without one (`/set seed N` gives one), one drawn
+    for this reply alone (`seed_to_draw`), so that its log row records it and `--seed` (or `/set seed`)
+    makes the reply again; the session's settings are as they were after the turn."""
+    drawn = seed_to_draw(session.generator, session.options(), session.sampling)
+    if drawn is None:
+        yield
+        return
+    given = session.sampling
+    session.sampling = {**given, "seed": drawn}
+    try:
+        yield
+    finally:
+        session.sampling = given
 
 
 def _answer(session: ChatSession, run: RunOptions, reply, text: str, kept) -> None:
@@ -581,10 +600,11 @@ def _slash(line: str, session: ChatSession, run: RunOptions, pending: list) -> O
             from ..engine.sampling import GREEDY_BELOW
 
             old = session.messages[-1] if session.messages else None
-            reply = session.retry()
-            if session.settings()["temperature"] < GREEDY_BELOW:
-                _reply("(at temperature 0 the reply is greedy: /retry gives the same one; /set temperature 0.7 first for another)")
-            _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
+            with _seeded(session):
+                reply = session.retry()
+                if session.settings()["temperature"] < GREEDY_BELOW:
+                    _reply("(at temperature 0 the reply is greedy: /retry gives the same one; /set temperature 0.7 first for another)")
+                _answer(session, run, reply, session.messages[-2]["content"], kept=lambda: session.messages[-1] is not old)
         else:
             _command(command, arg.strip(), session, pending)
     except ConversationDeletedError:

@@ -12,7 +12,7 @@ from ..textio import first_words, numbered_lines, read_input
 from ..writing import output_target, write_atomic
 from . import complete, examples
 from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
-from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
+from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file, weights_of
 
 
 Labels = Annotated[Optional[list[str]], typer.Option("--labels", "-l", help="Comma-separated labels (or -l for each); name=alias|alias scores aliases too. Optional with --examples.")]
@@ -233,7 +233,7 @@ def _evaluated(generator, data: str, examples: str | None) -> dict:
     def path(name: str | None) -> str | None:
         return name if name in (None, "-") else str(Path(name).absolute())
 
-    return {"model": generator.engine.name, "data": path(data), "examples_file": path(examples), "dtype": getattr(generator.engine, "dtype", None), "aigc_version": __version__}
+    return {"model": generator.engine.name, **weights_of(generator), "data": path(data), "examples_file": path(examples), "dtype": getattr(generator.engine, "dtype", None), "aigc_version": __version__}
 
 
 def same_text(text: str) -> str:

@@ -11,7 +11,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file
+from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file, weights_of
 
 ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
 
@@ -55,7 +55,7 @@ def headline(
     with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(inputs, sampling=run.sampling(), **options)  # fewer headlines than -n: the generator warns
-    rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
+    rendered = json.dumps({**result, "model": generator.engine.name, **weights_of(generator), **run.drawn_seed()}, ensure_ascii=False) if as_json else "\n".join(result["headlines"])
     emit(rendered, output)
     run.keep(generator, "headline", topic if article is None else article, "\n".join(result["headlines"]), options, result)
     run.report(generator)

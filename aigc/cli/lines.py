@@ -8,7 +8,7 @@ from typing import Any, Callable
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError
 from ..textio import numbered_lines
-from .options import RunOptions, emit
+from .options import RunOptions, emit, weights_of
 
 
 ROW_FILES = (".csv", ".tsv", ".jsonl", ".ndjson")
@@ -156,7 +156,7 @@ def run_lines(
     shown = LineResults(as_json, output, encoding, line_end)
     unchanged: list[int] = []
     missed: dict[str, list[tuple[str, list]]] = {}  # by key of MISSES: the lines whose result lists what it missed, with the list
-    outcomes = run_rows(generator, rows, options, run.sampling(), field, stop_wait=0)  # Ctrl-C ends the process at once (`app._leave`)
+    outcomes = run_rows(generator, rows, options, run.sampling(), field, stop_wait=0, draw_seeds=True)  # Ctrl-C ends the process at once (`app._leave`)
     with ui.prints_to_stderr(), ui.items_progress(task, len(rows)) as progress, stopping(outcomes):  # what generator code prints goes to stderr
         progress(0, len(rows))  # the clock starts with the first row
         for done, (row, outcome) in enumerate(outcomes, 1):
@@ -172,8 +172,9 @@ def run_lines(
                 for key in MISSES:
                     if result.get(key):
                         missed.setdefault(key, []).append((str(row.number), result[key]))
-                shown.show(row.number, one_line(render(result)), {**record(result), "model": generator.engine.name})  # the keys a single text's --json has
-                run.keep(generator, task, row.fields[field], render(result), options, result, measured=False)
+                drawn = {"seed": outcome["seed"]} if "seed" in outcome else {}  # the seed this line was sampled with: --seed makes it again
+                shown.show(row.number, one_line(render(result)), {**record(result), "model": generator.engine.name, **weights_of(generator), **drawn})  # the keys a single text's --json has
+                run.keep(generator, task, row.fields[field], render(result), options, result, measured=False, sampling={**run.sampling(), **drawn})
             progress(done, len(rows))
     if unchanged:
         ui.warn(given_back_note("line", [str(number) for number in unchanged], len(rows)))

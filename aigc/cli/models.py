@@ -41,6 +41,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print as J
                 "source": spec.source,
                 "plugin": plugin,
                 "installed": installed,
+                **({"model_digest": registry.stored_digest(ref, compute=False)} if installed and ref.kind in ("pypi-gguf", "gguf") else {}),
                 "default": alias == defaults["image" if spec.kind == "image" else "text"],
                 "description": spec.description,
             }

@@ -7,7 +7,6 @@ import inspect
 import typing
 import json
 import os
-import random
 import shlex
 import sys
 import time
@@ -137,10 +136,10 @@ class RunOptions:
         given, the template's or the task's) and take it as --seed, so that `--json` (`drawn_seed`) and
         the log record it and `--seed` makes the answer again; a greedy answer, or a model that does
         not run here (its server draws), draws none. Call it once the model is loaded."""
-        if self.seed is not None or not generator.samples or not getattr(generator.engine, "variant", ""):
-            return
-        if not generator.sampling_in_effect(generator.validate(options), self.sampling()).greedy:
-            self.seed, self._drawn = random.SystemRandom().randrange(2**63), True
+        from ..generators.base import seed_to_draw
+
+        if (drawn := seed_to_draw(generator, options, self.sampling())) is not None:
+            self.seed, self._drawn = drawn, True
 
     def drawn_seed(self) -> dict[str, int]:
         """`{"seed": N}` where `draw_seed` drew the seed, for `--json`; else empty."""
@@ -223,7 +222,7 @@ class RunOptions:
                     model=model,
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **in_effect, **_ran_in(generator), **({"model_alias": alias} if alias else {}), "aigc_version": __version__},
+                    options={**given, **in_effect, **_ran_in(generator), **weights_of(generator), **({"model_alias": alias} if alias else {}), "aigc_version": __version__},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
@@ -271,6 +270,14 @@ def _in_effect(generator, options: dict, sampling: dict) -> dict[str, Any]:
     if params is None:
         return sampling
     return {**{f.name: getattr(params, f.name) for f in fields(params) if getattr(params, f.name) not in (None, ())}, **sampling}
+
+
+def weights_of(generator) -> dict[str, str]:
+    """`{"model_digest": ...}`, the start of the loaded weights' sha256 (`digests.model_digest`), as
+    --json and a log row's options record it beside the model's name; empty for a model that does not
+    run here."""
+    digest = getattr(generator.engine, "model_digest", None)
+    return {"model_digest": digest} if isinstance(digest, str) else {}
 
 
 def _ran_in(generator) -> dict[str, str]:

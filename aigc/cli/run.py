@@ -15,7 +15,7 @@ from ..markdown_blocks import extract_code
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, held_stream, parse_vars, read_schema_option, stdin_ready, stdin_text, template_file
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, held_stream, parse_vars, read_schema_option, stdin_ready, stdin_text, template_file, weights_of
 
 PLAIN = ("chat", "template")
 
@@ -102,7 +102,7 @@ def run_template(
 
 def _json(template: str, generator, result: dict, drawn: dict | None = None) -> str:
     """--json's answer: the template, model, text, finish_reason and usage (and choices, data, the seed drawn where there are)."""
-    payload = {"template": template, "model": generator.engine.name, "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
+    payload = {"template": template, "model": generator.engine.name, **weights_of(generator), "text": result["text"], "finish_reason": result["finish_reason"], "usage": result["usage"]}
     return json.dumps({**payload, **several(result), **(drawn or {}), **({"data": result["data"]} if "data" in result else {})}, ensure_ascii=False)
 
 

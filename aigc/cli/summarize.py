@@ -12,7 +12,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file
+from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file, weights_of
 
 
 @generation_options(logged=True)
@@ -57,7 +57,7 @@ def summarize(
         result = generator(text, sampling=run.sampling(), **options)
     for note in summary_notes(result, generator, options, run):
         ui.warn(note)
-    rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else result["summary"]
+    rendered = json.dumps({**result, "model": generator.engine.name, **weights_of(generator), **run.drawn_seed()}, ensure_ascii=False) if as_json else result["summary"]
     emit(rendered, output)
     run.keep(generator, "summarize", text, result["summary"], options, result)
     run.report(generator, [("parts", str(result["parts"])), ("map-reduce rounds", str(result["map_reduce_rounds"]))])

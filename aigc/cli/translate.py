@@ -17,7 +17,7 @@ from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
-from .options import RunOptions, emit, generation_options, source_or_stdin, template_file, warn_of_a_word_read_as_a_file
+from .options import RunOptions, emit, generation_options, source_or_stdin, template_file, warn_of_a_word_read_as_a_file, weights_of
 
 
 @generation_options(logged=True)
@@ -95,7 +95,7 @@ def translate(
         for note in glossary_notes(result):
             ui.warn(note)
         crlf, encoding = (False, "utf-8") if as_json else file_style(source)  # a Windows file comes back with its line endings (and its BOM and UTF-16, in a file)
-        rendered = json.dumps({**result, "model": generator.engine.name, **run.drawn_seed()}, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
+        rendered = json.dumps({**result, "model": generator.engine.name, **weights_of(generator), **run.drawn_seed()}, ensure_ascii=False) if as_json else result["translation"].replace("\n", "\r\n") + "\r\n" if crlf else result["translation"]
         emit(rendered, output, encoding)
     generator.checkpoint.finish()
     run.keep(generator, "translate", text, result["translation"], {**options, "glossary": glossary}, result)
@@ -144,7 +144,7 @@ def _translate_strings(run: RunOptions, generator, data, text: str, options: dic
             counts[tuple(item[n] for n in name)] = counts.get(tuple(item[n] for n in name), 0) + item["count"]
         merged[key] = [{**dict(zip(name, what)), "count": n} for what, n in counts.items()]
     result = {**summary, **merged, "cut_off": bool(merged["cut_off_texts"])}
-    rendered = json.dumps({**result, **({"model": generator.engine.name} if todo else {})}, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
+    rendered = json.dumps({**result, **({"model": generator.engine.name, **weights_of(generator)} if todo else {})}, ensure_ascii=False) if as_json else translated.replace("\n", "\r\n") if crlf else translated
     emit(rendered, output, encoding)
     if todo:  # a model answered: logged (with nothing to translate, none was loaded)
         run.keep(generator, "translate", text, translated, {**options, "glossary": glossary}, result)

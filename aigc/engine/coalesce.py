@@ -8,6 +8,7 @@ own, and a third-party generator batches the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +83,9 @@ class CoalescingEngine:
             return
         waiting, self._waiting = self._waiting, []
         groups: list[list[_PendingCall]] = []
+        parts = getattr(type(self.engine), "seeded_parts", False) and getattr(self.engine, "dtype", None) == "float32"  # its own class's (a wrapper's forwarded attribute is not its `generate`'s); in half precision a row's logits change with its batch, so a seeded row runs alone to be the same as alone
         for call in waiting:
-            group = next((g for g in groups if _mergeable(g[0], call)), None)
+            group = next((g for g in groups if _mergeable(g[0], call, parts)), None)
             group.append(call) if group else groups.append([call])
         for group in groups:
             try:
@@ -110,7 +112,9 @@ class CoalescingEngine:
         check_stopped()
         prompts = [p for call in group for p in call.prompts]
         self.batches.append(len(prompts))
-        if group[0].kind == "generate":
+        if group[0].kind == "generate" and len(group) > 1 and not group[0].key.greedy and any(call.key.seed is not None for call in group):
+            results = self.engine.generate(prompts, dataclasses.replace(group[0].key, seed=None), seeds=[(call.key.seed, len(call.prompts)) for call in group])
+        elif group[0].kind == "generate":
             results = self.engine.generate(prompts, group[0].key)
         elif group[0].kind == "embed":
             results = self.engine.embed(prompts)
@@ -123,9 +127,16 @@ class CoalescingEngine:
             at += len(call.prompts)
 
 
-def _mergeable(first: _PendingCall, call: _PendingCall) -> bool:
-    """Same kind and settings; seeded sampling is never merged, since a batch draws every row from
-    one random generator and a row's sample would depend on the rows beside it."""
-    if first.kind != call.kind or first.key != call.key:
+def _mergeable(first: _PendingCall, call: _PendingCall, parts: bool = False) -> bool:
+    """Same kind and settings. Seeded sampling is merged only with `parts`: into an engine whose
+    `generate` takes `seeds` (`seeded_parts`, a local model's) running in float32, whatever the
+    seeds: each call's rows are drawn from its own seed's generator, from the logits it has alone.
+    Elsewhere seeded calls are not merged: a batch would draw every row from one random generator (or
+    in half precision change its logits), so a row's sample would depend on the rows beside it."""
+    if first.kind != call.kind:
+        return False
+    if first.kind == "generate" and parts:
+        return dataclasses.replace(first.key, seed=None) == dataclasses.replace(call.key, seed=None)
+    if first.key != call.key:
         return False
     return first.kind != "generate" or first.key.seed is None or first.key.greedy

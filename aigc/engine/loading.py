@@ -265,6 +265,7 @@ def _load(ref: ModelRef, device_name: str, torch_dtype, quantize: str | None, pr
     engine = LocalEngine(ref.name, model, tokenizer, load_seconds=time.perf_counter() - started, variant=variant)
     engine.stats.pull_seconds = pulled
     engine.modified = written(Path(path))
+    engine.weights = str(path)
     return engine
 
 

@@ -36,6 +36,7 @@ class LocalEngine:
 
     can_embed = True
     can_score_chat = True
+    seeded_parts = True  # `generate` takes `seeds`: a merged batch's calls each drawn from their own seed (`CoalescingEngine`)
 
     def __repr__(self) -> str:
         return f"<LocalEngine {self.name!r} on {self.device} in {self.dtype}, {self.context_length}-token context>"
@@ -49,6 +50,8 @@ class LocalEngine:
         self.name = name
         self.variant = variant  # where and how which weights were loaded ("cpu float32 int4 " and their files' fingerprint), for caches of what they computed
         self.modified: float | None = None  # when its weights' files were last written (`loading.written`), where it was loaded from files
+        self.weights: str | None = None  # the model directory its weights were loaded from (`model_digest`)
+        self._digest: str | None = None
         self.model = model
         self.tokenizer = tokenizer
         self.device = model.device
@@ -61,6 +64,17 @@ class LocalEngine:
         self.stats = EngineStats(load_seconds=load_seconds)
         self._previous = None  # (token ids fed, prompt length, KV cache) of the last single-row call
         self._previous_lock = threading.Lock()  # two threads' calls (aigc.astream) never take the same cache
+
+    @property
+    def model_digest(self) -> str | None:
+        """The start of its weights' sha256 (`digests.model_digest`), as logs and --json record it:
+        read from the record kept of them (the first time for a model, computed and kept), then
+        remembered; None where it was not loaded from files."""
+        if self._digest is None and self.weights is not None:
+            from .digests import model_digest
+
+            self._digest = model_digest(self.weights)
+        return self._digest
 
     @property
     def template_lists_tools(self) -> bool:
@@ -163,13 +177,14 @@ class LocalEngine:
             return None, 0
         return cache, shared
 
-    def _run(self, prompts: list[list[int]], params: SamplingParams) -> "_Run":
-        """A run of `params.n` rows for each prompt, grouped by prompt."""
+    def _run(self, prompts: list[list[int]], params: SamplingParams, seeds: list[tuple[int | None, int]] | None = None) -> "_Run":
+        """A run of `params.n` rows for each prompt, grouped by prompt; `seeds`: (seed, prompts) for
+        consecutive prompts, each part sampled from its own seed's generator (`generate`)."""
         rows = [ids for ids in prompts for _ in range(params.n)]
         self._check_fits(rows, params)
         ids, mask = self._batch(rows)
         cache, cached = self._reusable_cache(rows[0]) if len(rows) == 1 else (None, 0)
-        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer, repeat=params.n)
+        loop = DecodeLoop(self.model, ids, mask, params, self.eos_ids, self.pad_id, cache=cache, cached=cached, tokenizer=self.tokenizer, repeat=params.n, seeds=None if seeds is None else [(seed, count * params.n) for seed, count in seeds])
         stops = StopStrings(self.tokenizer, params.stop, self.special_ids)
         return _Run(self, loop, [TextAssembler(self.tokenizer, stops) for _ in rows], prompt_tokens(rows, params.n))
 
@@ -178,13 +193,16 @@ class LocalEngine:
         if loop.input_ids.shape[0] == 1 and loop.consistent and loop.cache is not None:
             self._previous = (loop.fed[0].tolist(), loop.input_ids.shape[1], loop.cache)
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, prompts: list[Prompt], params: SamplingParams, seeds: list[tuple[int | None, int]] | None = None) -> list[list[Completion]]:
         """`params.n` completions for each prompt, all rows decoded in one batch. A prompt that is a
         string is raw text to continue (a completion, no chat template); a list of `{"role",
-        "content"}` messages is a chat, rendered by the model's chat template with the assistant's turn opened."""
+        "content"}` messages is a chat, rendered by the model's chat template with the assistant's turn opened.
+        `seeds` (in place of `params.seed`): `(seed, count)` for each run of `count` prompts in turn,
+        whose rows are drawn from that seed's own generator, as a call of those prompts alone with
+        that seed draws them (`CoalescingEngine` merges seeded calls so)."""
         check_prompts(prompts, params)
         encoded = [self.encode(p) for p in prompts]
-        run = self._run(encoded, params)
+        run = self._run(encoded, params, seeds)
         for _ in run:
             pass
         results: list[list[Completion]] = []

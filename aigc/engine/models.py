@@ -425,6 +425,7 @@ def describe(ref: ModelRef) -> dict:
         info["layers"] = cfg.get("num_hidden_layers")
         info["hidden_size"] = cfg.get("hidden_size")
         info["vocab_size"] = cfg.get("vocab_size")
+        info["model_digest"] = stored_digest(ref, path)
         lacking = missing_parts(path) if ref.kind == "dir" else []
         if lacking:
             info["missing"] = ", ".join(lacking)
@@ -435,6 +436,19 @@ def describe(ref: ModelRef) -> dict:
         info["architecture"] = index.get("_class_name", "?")
         info["components"] = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0])
     return info
+
+
+def stored_digest(ref: ModelRef, path: Path | None = None, compute: bool = True) -> str | None:
+    """The digest of an installed text model's weights as logs record it (`digests.model_digest`),
+    where it costs no hashing of a user's model directory: read from the record kept of them (a
+    converted copy's, from its conversion), else computed once for aigc's own converted copy; None
+    for a model directory whose digest no run has recorded yet (any, with `compute=False`), or a model not installed."""
+    from .digests import model_digest
+
+    path = path or ref.cache_path or (Path(ref.location) if ref.kind == "dir" else None)
+    if path is None or ref.image or not (path / "config.json").is_file():
+        return None
+    return model_digest(path, compute=compute and ref.kind in ("pypi-gguf", "gguf"))
 
 
 def missing_parts(path: Path) -> list[str]:

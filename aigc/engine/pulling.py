@@ -23,6 +23,7 @@ from .. import locks
 from ..errors import BadInputError, BusyError, ModelUnavailableError, option, translated
 from ..writing import umask_modes
 from . import schemes
+from .digests import record_converted
 from .models import ModelRef, Note, Progress, disk_size, has_gguf_magic, no_progress
 
 
@@ -121,6 +122,7 @@ def convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "aigc-source.json").write_text(json.dumps({"gguf": gguf.name}))
+        record_converted(partial)  # the weights' sha256, once: logs and --json read it (`model_digest`)
         umask_modes(partial)  # transformers writes the weights 0600: a cache made by root for others is read by all
         if target.exists():
             shutil.rmtree(target)

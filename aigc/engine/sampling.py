@@ -12,6 +12,7 @@ import codecs
 import dataclasses
 import functools
 import inspect
+import itertools
 import json
 import random
 from dataclasses import dataclass, field
@@ -487,6 +488,7 @@ class DecodeLoop:
         cached: int = 0,
         tokenizer=None,
         repeat: int = 1,
+        seeds: Sequence[tuple[int | None, int]] | None = None,
     ):
         import torch
 
@@ -499,6 +501,10 @@ class DecodeLoop:
         self.finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         self.processors = build_processors(params, tokenizer, attention_mask)
         self.gen = make_generator(params.seed, input_ids.device)
+        self.parts = None  # `seeds`: (seed, rows) for consecutive rows, each part drawn from its own generator, as alone
+        if seeds is not None and not params.greedy:
+            starts = [0, *itertools.accumulate(rows for _, rows in seeds)]
+            self.parts = [(slice(start, end), make_generator(seed, input_ids.device)) for (seed, _), start, end in zip(seeds, starts, starts[1:])]
         self.cache = cache
         self.cached = cached
         self.fed = input_ids[:, :cached]
@@ -561,7 +567,7 @@ class DecodeLoop:
                 logits = logits.repeat_interleave(self.repeat, dim=0)
             self.fed, self.consistent = seen, True
             scores = self.processors(seen, logits.float())
-            next_ids = pick_tokens(scores, self.params, self.gen)
+            next_ids = pick_tokens(scores, self.params, self.gen) if self.parts is None else torch.cat([pick_tokens(scores[rows], self.params, gen) for rows, gen in self.parts])
             next_ids = torch.where(self.finished, torch.full_like(next_ids, self.pad_id), next_ids)
             yield next_ids
             self.finished |= torch.isin(next_ids, self.eos)

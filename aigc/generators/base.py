@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import random
 import shlex
 import types
 import typing
@@ -86,6 +87,18 @@ def same_every_time(engine: Any) -> bool:
     """Whether `engine` answers every sample the same whatever the sampling settings (its `samples`
     is False, as the model `echo`'s): more tries or a higher temperature give no other answer."""
     return getattr(engine, "samples", True) is False
+
+
+def seed_to_draw(generator: Generator, options: dict[str, Any], sampling: dict[str, Any] | None) -> int | None:
+    """The seed to draw for an answer a local model samples without one (temperature above 0: given,
+    the template's or the task's), to be used and recorded, so that the same seed makes that answer
+    again; None where a seed is given, the answer is greedy, or the model does not run here (its server
+    draws). The generator's model must be loaded (its engine is asked where it runs)."""
+    if (sampling or {}).get("seed") is not None or not generator.samples or not getattr(generator.engine, "variant", ""):
+        return None
+    if generator.sampling_in_effect(generator.validate(options), sampling).greedy:
+        return None
+    return random.SystemRandom().randrange(2**63)
 
 
 def fewer_advice(engine: Any, cut_off: str | None = None) -> str:

@@ -535,13 +535,49 @@ def test_a_merged_call_that_fails_is_retried_alone_so_the_error_stays_with_its_r
     assert sorted(coalescing.batches) == [1, 1, 2]  # tried together, then each alone
 
 
-def test_seeded_sampling_is_never_merged():
+def test_seeded_sampling_is_not_merged_on_an_engine_without_seeded_parts():
     engine = FakeEngine()
     engine.enqueue(*"abcd")
     coalescing = CoalescingEngine(engine, workers=4)
     seeded, greedy = SamplingParams(temperature=1.0, seed=3, max_tokens=5), SamplingParams(temperature=0, seed=3, max_tokens=5)
     _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded), ("g1", "z", greedy), ("g2", "w", greedy)])
     assert sorted(coalescing.batches) == [1, 1, 2]  # each seeded call alone; the greedy ones together
+
+    class HalfEngine(FakeEngine):  # a local model in bfloat16: its logits change with the batch
+        seeded_parts = True
+        dtype = "bfloat16"
+
+    half = HalfEngine()
+    half.enqueue(*"ab")
+    coalescing = CoalescingEngine(half, workers=2)
+    _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded.replace(seed=4))])
+    assert coalescing.batches == [1, 1]
+
+
+def test_a_local_models_seeded_calls_are_merged_each_drawn_from_its_own_seed_as_alone(tiny_engine):
+    coalescing = CoalescingEngine(tiny_engine, workers=4)
+    sampled = SamplingParams(temperature=1.5, max_tokens=6)
+    calls = [("s1", "Bees make", sampled.replace(seed=1)), ("s2", "Paris is", sampled.replace(seed=2**40 + 7)), ("s3", "Bees make", sampled.replace(seed=5)), ("u", "The quick", sampled)]
+    answers = _run_workers(coalescing, calls)
+    assert coalescing.batches == [4]  # one model batch
+    for name, prompt, params in calls[:3]:  # each as the same prompt and seed alone gives it
+        assert answers[name] == tiny_engine.generate([prompt], params)[0][0].text
+    several = SamplingParams(temperature=1.5, max_tokens=6, n=2)
+    merged = CoalescingEngine(tiny_engine, workers=2)
+    answers = {}
+
+    def worker(name, prompts, seed):
+        answers[name] = [c.text for group in merged.generate(prompts, several.replace(seed=seed)) for c in group]
+        merged.retire()
+
+    threads = [threading.Thread(target=worker, args=args) for args in (("a", ["Bees make", "Paris is"], 11), ("b", ["The quick"], 12))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert merged.batches == [3]
+    assert answers["a"] == [c.text for group in tiny_engine.generate(["Bees make", "Paris is"], several.replace(seed=11)) for c in group]
+    assert answers["b"] == [c.text for group in tiny_engine.generate(["The quick"], several.replace(seed=12)) for c in group]
 
 
 def test_a_failing_model_fails_the_merged_call_once_not_per_caller():

@@ -355,7 +355,7 @@ def test_one_shot_chat_json_on_a_local_model_directory(tiny_model_dir):
     result = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json", "--stats")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"model", "text", "finish_reason", "usage", "conversation"} and data["usage"]["prompt_tokens"] > 0
+    assert set(data) == {"model", "model_digest", "text", "finish_reason", "usage", "conversation"} and data["usage"]["prompt_tokens"] > 0
     assert data["finish_reason"] == ("length" if data["usage"]["completion_tokens"] == 5 else "stop")
     again = invoke("chat", "Paris is", "-m", str(tiny_model_dir), "--max-tokens", "5", "--seed", "1", "--json")
     assert json.loads(again.stdout) == {**data, "conversation": json.loads(again.stdout)["conversation"]}  # this answer's tokens, not the process's so far

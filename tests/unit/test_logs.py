@@ -1,5 +1,6 @@
 """The response log: what generating commands keep, `aigc logs` to read and manage it, on/off."""
 
+import hashlib
 import json
 
 import pytest
@@ -227,7 +228,7 @@ def test_a_one_shot_chat_is_logged_with_its_tokens_and_time(tiny_model_dir):
     from aigc import templates
 
     in_effect = {"top_p": 0.9, "top_k": 0, "n": 1, "repetition_penalty": 1.1, "min_p": 0.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}  # chat's defaults, and SamplingParams'
-    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2, **in_effect, "dtype": "float32", "aigc_version": aigc.__version__}
+    assert row["model"] == str(tiny_model_dir) and row["options"] == {"template": "chat", "template_digest": templates.digest("chat"), "temperature": 1.0, "max_tokens": 6, "seed": 2, **in_effect, "dtype": "float32", "model_digest": hashlib.sha256((tiny_model_dir / "model.safetensors").read_bytes()).hexdigest()[:16], "aigc_version": aigc.__version__}
     assert row["prompt_tokens"] > 0 and 0 < row["completion_tokens"] <= 6 and row["duration_ms"] >= 0
 
 
@@ -612,3 +613,52 @@ def test_an_answer_made_through_your_alias_is_logged_as_its_model_and_found_by_e
     assert [row["prompt"] for row in logged("-m", "mine")] == ["prompt 1", "hi"]  # the alias's, the older row too
     config.set_alias("mine", None)  # gone or re-pointed later: its answers still name the model that made them
     assert [row["prompt"] for row in logged("-m", model)] == ["hi", "hello"] and ", model_alias=mine, " in invoke("logs", "-n", "2").stdout
+
+
+def test_each_batch_row_and_lines_item_records_the_seed_it_was_sampled_with_and_makes_it_again_alone(tiny_model_dir, tmp_path):
+    model = ("-m", str(tiny_model_dir), "--max-tokens", "6", "--dtype", "float32")
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(["Bees make", "Paris is", "The quick brown", "Summaries are"])))
+    out = tmp_path / "out.jsonl"
+    ran = invoke("batch", "chat", "-i", str(source), "-o", str(out), *model, "--temperature", "1.5")
+    assert ran.exit_code == 0, ran.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    seeds = [line["seed"] for line in lines]
+    assert all(isinstance(seed, int) for seed in seeds) and len(set(seeds)) == len(seeds)  # each row its own
+    for line in lines[1:3]:  # one row alone, with the seed its line records, gives the row's text
+        alone = invoke("chat", ["Bees make", "Paris is", "The quick brown", "Summaries are"][line["id"]], *model, "--temperature", "1.5", "--seed", str(line["seed"]), "--json", "--no-log")
+        assert alone.exit_code == 0, alone.output
+        assert json.loads(alone.stdout)["text"] == line["result"]["text"]
+    given = tmp_path / "given.jsonl"
+    assert invoke("batch", "chat", "-i", str(source), "-o", str(given), *model, "--temperature", "1.5", "--seed", "3").exit_code == 0
+    assert all("seed" not in json.loads(line) for line in given.read_text().splitlines())  # a given seed is in the run's settings, not drawn
+    greedy = tmp_path / "greedy.jsonl"
+    assert invoke("batch", "chat", "-i", str(source), "-o", str(greedy), *model).exit_code == 0
+    assert all("seed" not in json.loads(line) for line in greedy.read_text().splitlines())  # a greedy row draws none
+
+    texts = ["Bees make honey.", "Cities have rooftops.", "Paris is the capital."]
+    translated = invoke("translate", "-", "--to", "fr", "--lines", *model, "--temperature", "1.5", "--json", input="\n".join(texts) + "\n")
+    assert translated.exit_code == 0, translated.output
+    items = [json.loads(line) for line in translated.stdout.splitlines()]
+    rows = {row["prompt"]: row for row in logged() if row["command"] == "translate"}
+    assert all(isinstance(item["seed"], int) for item in items) and len({item["seed"] for item in items}) == 3
+    assert [rows[text]["options"]["seed"] for text in texts] == [item["seed"] for item in items]  # the log row records it too
+    alone = invoke("translate", texts[1], "--to", "fr", *model, "--temperature", "1.5", "--seed", str(items[1]["seed"]), "--json", "--no-log")
+    assert json.loads(alone.stdout)["translation"] == items[1]["translation"]
+    greedy_lines = invoke("translate", "-", "--to", "fr", "--lines", *model, "--json", "--no-log", input="\n".join(texts) + "\n")
+    assert all("seed" not in json.loads(line) for line in greedy_lines.stdout.splitlines())
+
+
+def test_each_chat_repl_reply_logs_the_seed_it_was_sampled_with(tiny_model_dir, monkeypatch):
+    from aigc.cli import chat
+    from aigc.cli.options import RunOptions
+
+    monkeypatch.setattr("builtins.input", lambda prompt="", typed=iter(["/set temperature 1.5", "Bees make", "/retry", "/set seed 5", "Paris is", "exit"]): next(typed))
+    run = RunOptions(model=str(tiny_model_dir), max_tokens=6, dtype="float32", log=True)
+    chat._repl(run, None, None, None)
+    rows = logged()
+    assert [row["prompt"] for row in rows] == ["Bees make", "Bees make", "Paris is"]
+    drawn = [row["options"]["seed"] for row in rows[:2]]
+    assert all(isinstance(seed, int) for seed in drawn) and drawn[0] != drawn[1] and rows[2]["options"]["seed"] == 5  # each reply its own; a /set seed is used as given
+    again = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--dtype", "float32", "--temperature", "1.5", "--seed", str(drawn[0]), "--json", "--no-log")
+    assert json.loads(again.stdout)["text"] == rows[0]["response"]

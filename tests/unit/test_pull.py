@@ -2,6 +2,8 @@
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -324,7 +326,8 @@ def test_a_converted_copy_is_readable_by_all_under_the_umask_though_transformers
     finally:
         os.umask(mask)
     modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (ref.cache_path, *ref.cache_path.iterdir())}
-    assert modes == {ref.cache_path.name: "0o755", "model.safetensors": "0o644", "aigc-source.json": "0o644"}  # a cache root makes for an image's user
+    assert modes == {ref.cache_path.name: "0o755", "model.safetensors": "0o644", "aigc-source.json": "0o644", "aigc-digest.json": "0o644"}  # a cache root makes for an image's user
+    assert json.loads((ref.cache_path / "aigc-digest.json").read_text())["sha256"] == {"model.safetensors": hashlib.sha256(b"").hexdigest()}  # hashed as converted
 
 
 def test_an_unwritable_model_cache_is_an_error_before_anything_is_downloaded_or_converted(tmp_path, monkeypatch):
