@@ -84,7 +84,7 @@ def classify(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
     truncate: Annotated[bool, typer.Option("--truncate", help="Classify a text too long for the model's context by its start that fits (a note says how much), instead of refusing it.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration", "model"} (with --multi-label "labels" for "label"; with --examples "method_reason", why auto kept zero-shot) as JSON; with --lines one per line, with its "line" number.')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration", "model", "model_digest"} (with --multi-label "labels" for "label"; with --examples "method_reason", why auto kept zero-shot) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
 ) -> None:
@@ -123,7 +123,7 @@ def classify(
     lined = LineResults(as_json, output)
     for (number, item), result in zip(numbered, results):
         record = json_record(result, reason)
-        shown = {**record, "model": generator.engine.name}  # as summarize, headline and translate give it
+        shown = {**record, "model": generator.engine.name, **weights_of(generator)}  # as summarize, headline and translate give it
         rendered = json.dumps(shown, ensure_ascii=False) if as_json else describe(result)
         if lines:
             lined.show(number, describe(result), shown)

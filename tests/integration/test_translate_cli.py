@@ -44,7 +44,7 @@ def test_json_from_stdin():
     done = aigc("translate", "-", "--to", "es", "--json", input="Good morning, my friend.\n")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == {"translation", "source_language", "target_language", "glossary_misses", "missing_placeholders", "cut_off", "cut_off_texts", "untranslated_texts", "model"}
+    assert set(result) == {"translation", "source_language", "target_language", "glossary_misses", "missing_placeholders", "cut_off", "cut_off_texts", "untranslated_texts", "model", "model_digest"}
     assert result["model"] == "smollm2"
     assert result["cut_off"] is False
     assert result["translation"].strip() and result["translation"] != "Good morning, my friend."

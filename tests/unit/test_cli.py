@@ -570,7 +570,7 @@ def test_classify_json_has_the_same_keys_whichever_way_it_runs(tiny_model_dir):
     single = json.loads(invoke("classify", "one", *model, "--json").stdout)
     for extra in ((), ("--calibrate", "batch")):
         for row in map(json.loads, invoke("classify", "-", "--lines", *model, "--json", *extra, input="one\ntwo\n").stdout.splitlines()):
-            assert set(row) == {"line", *single} == {"line", "label", "scores", "method", "calibration", "model"}
+            assert set(row) == {"line", *single} == {"line", "label", "scores", "method", "calibration", "model", "model_digest"}
     assert single["method"] == "zero-shot" and single["calibration"] == "content-free"  # as batch classify and the library give them
 
 
