@@ -12,6 +12,7 @@ from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
+from .command_defaults import DefaultsCommand
 
 ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
 
@@ -71,4 +72,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(headline)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(headline)

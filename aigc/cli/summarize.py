@@ -13,6 +13,7 @@ from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
 from .options import RunOptions, emit, generation_options, source_or_stdin, template_file
+from .command_defaults import DefaultsCommand
 
 
 @generation_options(logged=True)
@@ -88,4 +89,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(summarize)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(summarize)
