@@ -76,7 +76,7 @@ def table_defaults(command, name: str | None = None) -> dict[str, Any]:
         param = keys.get(key)
         refused = REFUSED.get(param.name if param is not None else key)
         if param is not None and param.param_type_name == "argument":
-            refused = f"{key} is the command's input ({param.human_readable_name}), given each time it runs; it has no default"
+            refused = f"{key} is the command's input ({param.metavar or param.name.upper()}), given each time it runs; it has no default"
         if refused:
             raise BadInputError(f"{where}: {refused}{at}; remove the line")
         if param.name == "model" and os.environ.get(_model_variable(name)):
