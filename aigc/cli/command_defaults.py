@@ -5,7 +5,6 @@ own default (click's order). One code path for every command that takes them (`D
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
@@ -79,17 +78,8 @@ def table_defaults(command, name: str | None = None) -> dict[str, Any]:
             refused = f"{key} is the command's input ({param.metavar or param.name.upper()}), given each time it runs; it has no default"
         if refused:
             raise BadInputError(f"{where}: {refused}{at}; remove the line")
-        if param.name == "model" and os.environ.get(_model_variable(name)):
-            continue  # AIGC_DEFAULT_MODEL beats the table, as a variable beats config.toml
         defaults[param.name] = _converted(command, param, value, f"{where}: {key}", at)
     return defaults
-
-
-def _model_variable(command: str) -> str:
-    """The variable that names the default model for `command` (AIGC_DEFAULT_MODEL, or for image AIGC_DEFAULT_IMAGE_MODEL)."""
-    from ..config import DEFAULTS
-
-    return DEFAULTS["image" if command == "image" else "text"][0]
 
 
 def _python_type(param) -> Any:

@@ -73,10 +73,11 @@ def test_an_environment_variable_beats_the_table_and_a_flag_beats_both(monkeypat
     assert invoke("serve", "--port", "9300", env={"AIGC_PORT": "9200"}).exit_code == 0 and seen["port"] == 9300
 
 
-def test_aigc_default_model_beats_a_table_model():
-    write('[chat]\nmodel = "nonexistent-model"\n')
-    result = invoke("chat", "hi", env={"AIGC_DEFAULT_MODEL": "echo"})
+def test_a_table_model_is_the_commands_default_model():
+    write('[chat]\nmodel = "echo"\n')
+    result = invoke("chat", "hi")
     assert result.exit_code == 0 and result.stdout == "hi\n", result.output
+    assert json.loads(invoke("logs", "--json", "-n", "1").stdout)[0]["model"] == "echo"
 
 
 def test_an_unknown_key_is_a_warning_with_its_likely_meaning_and_the_options():
