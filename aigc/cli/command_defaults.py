@@ -126,22 +126,22 @@ class DefaultsCommand(TyperCommand):
     def make_context(self, info_name, args, parent=None, **extra):
         broken = None
         if not (parent is not None and parent.resilient_parsing):  # not while a shell completes
-            helped = _helped(args)
             try:
                 with warnings.catch_warnings():
-                    if helped:  # the help lists the keys there are; running warns of the unknown ones
+                    if _helped(args):  # the help lists the keys there are; running warns of the unknown ones
                         warnings.simplefilter("ignore", AigcWarning)
-                    defaults = table_defaults(self, info_name or self.name)
+                    extra.setdefault("default_map", table_defaults(self, info_name or self.name))
             except AigcError as exc:  # a broken settings file: --help still helps; running reports it
-                defaults, broken = {}, exc
-            if helped:
-                show_defaults(self, defaults)
-            else:
-                extra.setdefault("default_map", defaults)
+                broken = exc
         ctx = super().make_context(info_name, args, parent=parent, **extra)  # --help exits in here
         if broken:
             raise broken
         return ctx
+
+    def format_help(self, ctx, formatter):
+        table, ctx.default_map = ctx.default_map or {}, None  # shown marked, by show_defaults
+        show_defaults(self, table)
+        return super().format_help(ctx, formatter)
 
 
 def task_defaults(command_name: str, template: str | None = None) -> dict[str, Any]:
@@ -179,8 +179,8 @@ def _shown(value: Any) -> str:
 
 def show_defaults(command, table: dict[str, Any]) -> None:
     """Have `--help` show the defaults that apply: the table's, marked (config.toml), over the task's
-    sampling defaults (temperature 0 marked greedy). Only for the help, which exits: it sets the
-    options' defaults as text."""
+    sampling defaults (temperature 0 marked greedy). Only as the help is shown, which ends the
+    command: it sets the options' defaults as text."""
     template = next((p.default for p in command.params if p.name == "template" and p.param_type_name == "option" and isinstance(p.default, str)), None)
     sampling = task_defaults(command.name, template)
     for param in command.params:
