@@ -145,11 +145,10 @@ class DefaultsCommand(TyperCommand):
 
 
 def task_defaults(command_name: str, template: str | None = None) -> dict[str, Any]:
-    """The sampling settings a command's answers are made with when none is given: its task's
-    defaults, then its default template's `defaults:` (as the generator merges them); {} for a command
-    that names no task or one that cannot be read."""
-    from dataclasses import asdict
-
+    """The sampling settings a command's answers are made with when none is given, as far as they
+    are fixed: those its task's `sampling_defaults` and its default template's `defaults:` set (as
+    the generator merges them; a setting neither sets is the task's to fit, as summarize's max_tokens);
+    {} for a command that names no task or one that cannot be read."""
     task = TASKS.get(command_name)
     if task is None:
         return {}
@@ -161,10 +160,15 @@ def task_defaults(command_name: str, template: str | None = None) -> dict[str, A
         cls = registered_generators()[task][1]
         fields = getattr(cls.Options, "__dataclass_fields__", {})
         template = template or (fields["template"].default if "template" in fields and isinstance(fields["template"].default, str) else None)
-        own = templates.get_template(template).defaults if template else {}
-        return asdict(SamplingParams.from_settings({**cls.sampling_defaults, **own}))
+        merged = {**cls.sampling_defaults, **(templates.get_template(template).defaults if template else {})}
+        params = SamplingParams.from_settings(merged)
+        return {name: getattr(params, name) for name in merged if hasattr(params, name)}
     except (AigcError, KeyError, TypeError, ValueError):
         return {}
+
+
+# What a task fits where neither it nor its template fixes the setting, for --help to say.
+FITTED = {("summarize", "max_tokens"): "fitted to the summary's length (--length, --words)", ("translate", "max_tokens"): "fitted to each passage's length"}
 
 
 def _shown(value: Any) -> str:
@@ -193,6 +197,8 @@ def show_defaults(command, table: dict[str, Any]) -> None:
             shown = f"{_shown(value)} (greedy)" if param.name == "temperature" and value == 0 else _shown(value)
             if command.name == "run":
                 shown += ", or the template's"
+        elif (command.name, param.name) in FITTED:
+            shown = FITTED[command.name, param.name]
         else:
             continue
         if getattr(param, "is_flag", False):

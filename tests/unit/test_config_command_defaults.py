@@ -118,6 +118,8 @@ def test_help_shows_each_commands_own_sampling_defaults():
     assert "[default: 0.7]" in headline and "[default: 40]" in headline  # headline's template's defaults:
     assert HeadlineGenerator.sampling_defaults["max_tokens"] == 40
     assert "Default depends on the task" not in chat
+    summarize = helped("summarize")  # its max_tokens follows --length: no number that would be wrong
+    assert "[default: fitted to the summary's length (--length, --words)]" in summarize and "[default: 256]" not in summarize
 
 
 def test_help_marks_a_default_from_the_table_and_still_helps_with_a_broken_one():
