@@ -11,6 +11,9 @@ from pathlib import Path
 
 DEFAULTS = {"text": ("AIGC_DEFAULT_MODEL", "default_model", "smollm2"), "image": ("AIGC_DEFAULT_IMAGE_MODEL", "default_image_model", "sd-turbo")}
 SETTINGS = ("default_model", "default_image_model", "logs", "threads", "templates_path", "remotes", "aliases", "serve")  # the top-level keys of config.toml
+# Commands whose options take their defaults from a table of config.toml named after them ([chat] temperature = 0.7),
+# as `serve` does from [serve]: a family of tables beside SETTINGS (an alias may be named `chat`).
+COMMAND_TABLES = ("chat", "summarize", "headline", "translate", "classify", "embed", "similar", "image", "batch", "run", "serve")
 _reported: set[tuple[str, str]] = set()  # (file, key) of unknown settings already warned about
 
 
@@ -97,14 +100,14 @@ TOP_LEVEL_HINT = "top-level settings go above the first [table]"
 
 def unknown_settings(settings: dict) -> list[str]:
     """The top-level keys of the settings file aigc does not read (a misspelt `defualt_model`)."""
-    return sorted(key for key in settings if key not in SETTINGS)
+    return sorted(key for key in settings if key not in SETTINGS and key not in COMMAND_TABLES)
 
 
 def misplaced_settings(settings: dict, text: str | None = None) -> list[tuple[str, str, int | None]]:
     """Top-level settings' names inside a table, as (table, key, line): `default_model = ...`
     written below `[aliases]`, where TOML makes it part of that table. `text`: the file's text,
     for line numbers (read when not given)."""
-    tables = [("aliases",), ("serve",), ("remotes",)]
+    tables = [("aliases",), *((name,) for name in COMMAND_TABLES), ("remotes",)]
     remotes = settings.get("remotes")
     tables += [("remotes", name) for name in sorted(remotes)] if isinstance(remotes, dict) else []
     found = []
@@ -122,7 +125,7 @@ def misplaced_message(path: Path, table: str, key: str, line: int | None) -> str
 def settings_warnings(path: Path, settings: dict, text: str | None = None) -> list[tuple[str, str]]:
     """What is likely wrong in the settings file though aigc can read it, as (key, message):
     `unknown_settings` and `misplaced_settings`. `load_settings` warns of each once; `aigc doctor` lists them."""
-    found = [(key, f"{path}: aigc reads no setting {key!r}; {did_you_mean(key, SETTINGS)}it reads {', '.join(SETTINGS)}") for key in unknown_settings(settings)]
+    found = [(key, f"{path}: aigc reads no setting {key!r}; {did_you_mean(key, SETTINGS + COMMAND_TABLES)}it reads {', '.join(SETTINGS)}, and [COMMAND] tables of option defaults for {', '.join(COMMAND_TABLES)}") for key in unknown_settings(settings)]
     return found + [(f"{table}.{key}", misplaced_message(path, table, key, line)) for table, key, line in misplaced_settings(settings, text)]
 
 
@@ -405,14 +408,20 @@ def model_aliases() -> dict[str, str]:
     return aliases
 
 
-def serve_table() -> dict:
-    """The `[serve]` table of the settings file: `aigc serve`'s option defaults ({} when there is none)."""
+def command_table(command: str) -> dict:
+    """The `[COMMAND]` table of the settings file: that command's option defaults ({} when there is none)."""
     from .errors import BadInputError
 
-    table = load_settings().get("serve", {})
+    table = load_settings().get(command, {})
     if not isinstance(table, dict):
-        raise BadInputError(f"serve in {settings_file()} must be a table, [serve] with an option a line (port = 8080); fix it")
+        example = "port = 8080" if command == "serve" else "temperature = 0.7"
+        raise BadInputError(f"{command} in {settings_file()} must be a table, [{command}] with an option a line ({example}); fix it")
     return table
+
+
+def serve_table() -> dict:
+    """The `[serve]` table of the settings file: `aigc serve`'s option defaults ({} when there is none)."""
+    return command_table("serve")
 
 
 ALIASES_COMMENT = f"# your model aliases (aigc models alias); {TOP_LEVEL_HINT}"  # set_alias writes it above the [aliases] it adds

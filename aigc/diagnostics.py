@@ -262,7 +262,7 @@ def _settings(context: dict) -> list[Check]:
     for table, key, line in config.misplaced_settings(settings):
         fix = f"move the {key} line above the first [table] of {path}" + (f" (if it is meant for [{table}], aigc reads no {key} there)" if table != "aliases" else " (or rename the alias)")
         checks.append(Check("config:misplaced", "warning", config.misplaced_message(path, table, key, line), fix, {"table": table, "key": key, "line": line}))
-    return checks + _logs_setting() + _aliases_setting(settings) + _serve_setting(settings) + _remotes_setting(settings)
+    return checks + _logs_setting() + _aliases_setting(settings) + _command_tables(settings) + _remotes_setting(settings)
 
 
 def _failed(id: str, fix: str, check: Callable[[], Any]) -> list[Check]:
@@ -304,11 +304,20 @@ def _aliases_setting(settings: dict) -> list[Check]:
     return checks
 
 
-def _serve_setting(settings: dict) -> list[Check]:
-    """The `[serve]` table, checked as `aigc serve` checks it."""
-    if "serve" not in settings:
-        return []
-    return _failed("serve", f"fix the [serve] table of {config.settings_file()} (`aigc serve --help` lists its options)", _serve_defaults)
+def _command_tables(settings: dict) -> list[Check]:
+    """Each `[COMMAND]` table of option defaults ([chat], [serve], ...), checked as the command checks it
+    when it runs: a key it refuses or a bad value is a problem, an unknown key a warning."""
+    from .cli.command_defaults import checked_table
+
+    checks = []
+    for name in (name for name in config.COMMAND_TABLES if name in settings):
+        try:
+            _, unknown = checked_table(name)
+        except AigcError as exc:
+            checks.append(Check(f"table:{name}", "problem", str(exc), f"fix the [{name}] table of {config.settings_file()} (`aigc {name} --help` lists its options)"))
+            continue
+        checks += [Check(f"table:{name}", "warning", said, f"rename or remove the key (`aigc {name} --help` lists the options)") for said in unknown]
+    return checks
 
 
 def _remotes_setting(settings: dict) -> list[Check]:
@@ -359,10 +368,12 @@ def effective_settings() -> list[dict[str, Any]]:
         "templates_path": lambda: ([str(path) for path in config.templates_path()], "config.toml" if "templates_path" in settings else "default"),
         "remotes": lambda: (table("remotes", _remote_tables), "config.toml" if "remotes" in settings else "default"),
         "aliases": lambda: (config.model_aliases(), "config.toml" if "aliases" in settings else "default"),
-        "serve": lambda: (table("serve", _serve_defaults), "config.toml" if "serve" in settings else "default"),
+        "serve": lambda: (_command_defaults("serve"), "config.toml" if "serve" in settings else "default"),
     }
+    tables = [name for name in config.COMMAND_TABLES if name in settings and name not in readers]  # [chat], [translate], ...: shown where set
+    readers |= {name: lambda name=name: (_command_defaults(name), "config.toml") for name in tables}
     rows = []
-    for key in config.SETTINGS:
+    for key in (*config.SETTINGS, *tables):
         try:
             value, said = readers[key]()
             rows.append({"key": key, "value": value, "source": _source(said), "error": None})
@@ -378,10 +389,14 @@ def _remote_tables() -> None:
         named_remote(name)
 
 
-def _serve_defaults() -> None:
-    from .cli.serve import table_defaults
+def _command_defaults(name: str) -> dict:
+    """The `[NAME]` table's option defaults as the command reads them, keys as written (an unknown
+    one left out, as the command leaves it out: doctor warns of it); a bad one is an AigcError."""
+    from .cli.command_defaults import checked_table, click_command, option_keys
 
-    table_defaults()
+    checked_table(name)
+    keys = option_keys(click_command(name))
+    return {key: value for key, value in config.command_table(name).items() if key in keys}
 
 
 def _unsettled(exc: AigcError, context: dict) -> str | None:

@@ -14,6 +14,7 @@ from . import complete, examples
 from ..generators.base import coerce_value
 from .lines import first_few, given_back_note, missed_note
 from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
+from .command_defaults import DefaultsCommand
 
 
 def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, Any]:
@@ -271,4 +272,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(batch)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(batch)

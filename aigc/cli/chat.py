@@ -21,6 +21,7 @@ from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
+from .command_defaults import DefaultsCommand
 from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text, weights_of
 
 REPL_HELP = """Commands:
@@ -777,4 +778,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(chat)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(chat)

@@ -12,6 +12,7 @@ from ..textio import first_words, numbered_lines, read_input
 from ..writing import output_target, write_atomic
 from . import complete, examples
 from .lines import LineResults, check_lines_source, run_lines, warn_of_rows_file
+from .command_defaults import DefaultsCommand
 from .options import RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file, weights_of
 
 
@@ -312,5 +313,5 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(classify)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(classify)
     app.add_typer(eval_app, name="eval")

@@ -33,7 +33,8 @@ def path(as_json: Annotated[bool, typer.Option("--json", help='Print {"path", "e
 @config_app.command()
 def show(as_json: Annotated[bool, typer.Option("--json", help='Print {"path", "exists", "settings": {KEY: {"value", "source", "error"}}}.')] = False) -> None:
     """Each top-level setting in effect and where it is set: a flag (--threads), its AIGC_* variable,
-    config.toml, or aigc's default (in that order, the first set winning). A setting that cannot be
+    config.toml, or aigc's default (in that order, the first set winning); then each command's table
+    of option defaults set there ([chat], [translate], ...), checked as the command checks it. A setting that cannot be
     used is a warning, and the exit code 2 (`aigc doctor` says how to fix it)."""
     from ..diagnostics import effective_settings
 

@@ -12,6 +12,7 @@ from ..writing import output_target
 from . import examples
 from .lines import LineResults, check_lines_source, warn_of_rows_file
 from .options import InputFormat, RunOptions, emit, generation_options, source_or_stdin, warn_of_a_word_read_as_a_file
+from .command_defaults import DefaultsCommand
 
 
 @generation_options(sampling=False)
@@ -138,5 +139,5 @@ SIMILAR_EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EMBED_EXAMPLES)(embed)
-    app.command(epilog=SIMILAR_EXAMPLES)(similar)
+    app.command(cls=DefaultsCommand, epilog=EMBED_EXAMPLES)(embed)
+    app.command(cls=DefaultsCommand, epilog=SIMILAR_EXAMPLES)(similar)

@@ -11,6 +11,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
+from .command_defaults import DefaultsCommand
 from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file, weights_of
 
 ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
@@ -73,4 +74,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(headline)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(headline)

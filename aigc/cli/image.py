@@ -13,6 +13,7 @@ from ..textio import readable_json
 from ..writing import check_writable
 from . import complete, examples
 from .options import given_model, stdin_text
+from .command_defaults import DefaultsCommand
 
 PANEL = "Model"
 
@@ -135,4 +136,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(image)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(image)

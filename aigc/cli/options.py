@@ -57,11 +57,11 @@ class RunOptions:
     """The shared options of one command invocation."""
 
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model alias, local directory, .gguf file, hub id, openai:URL#MODEL or remote:NAME.", callback=given_model, rich_help_panel=PANEL, autocompletion=complete.text_models)] = None
-    temperature: Annotated[Optional[float], typer.Option(help="0-2; 0 = greedy. Default depends on the task.", rich_help_panel=PANEL)] = None
+    temperature: Annotated[Optional[float], typer.Option(help="0-2; 0 = greedy.", rich_help_panel=PANEL)] = None
     top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, (0, 1]; 1 = off.", rich_help_panel=PANEL)] = None
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Keep the K likeliest tokens; 0 = off.", rich_help_panel=PANEL)] = None
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most tokens to generate per answer.", rich_help_panel=PANEL)] = None
-    repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty", help="(0, 3]; above 1 makes repeated tokens less likely, 1 = off. Default depends on the task.", rich_help_panel=PANEL)] = None
+    repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty", help="(0, 3]; above 1 makes repeated tokens less likely, 1 = off.", rich_help_panel=PANEL)] = None
     min_p: Annotated[Optional[float], typer.Option("--min-p", help="[0, 1): drop tokens less likely than this fraction of the likeliest one's probability; 0 = off.", rich_help_panel=PANEL)] = None
     frequency_penalty: Annotated[Optional[float], typer.Option("--frequency-penalty", help="[-2, 2], as OpenAI's: lowers a token's logit by this much for each time it was generated; 0 = off.", rich_help_panel=PANEL)] = None
     presence_penalty: Annotated[Optional[float], typer.Option("--presence-penalty", help="[-2, 2], as OpenAI's: lowers a token's logit by this much once it was generated; 0 = off.", rich_help_panel=PANEL)] = None

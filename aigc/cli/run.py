@@ -15,6 +15,7 @@ from ..markdown_blocks import extract_code
 from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
+from .command_defaults import DefaultsCommand
 from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, emit, generation_options, held_stream, parse_vars, read_schema_option, stdin_ready, stdin_text, template_file, weights_of
 
 PLAIN = ("chat", "template")
@@ -168,4 +169,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", epilog=EXAMPLES)(run_template)
+    app.command("run", cls=DefaultsCommand, epilog=EXAMPLES)(run_template)

@@ -3,15 +3,14 @@
 import ipaddress
 import os
 import re
-import typing
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from .. import ui
-from ..errors import AigcError, BadInputError, MissingExtraError, install_advice, options_named
+from ..errors import BadInputError, MissingExtraError, install_advice, options_named
 from . import complete, examples
+from .command_defaults import DefaultsCommand
 from .options import given_as, given_model
 
 PANEL = "Limits"
@@ -23,66 +22,6 @@ def _require_extra() -> None:
         import uvicorn  # noqa: F401
     except ImportError:
         raise MissingExtraError(f"aigc serve needs the serve extra (FastAPI and uvicorn): {install_advice('serve')}") from None
-
-
-TABLE_TYPES = {int: ((int,), "a whole number"), float: ((int, float), "a number"), bool: ((bool,), "true or false"), str: ((str,), "a string in quotes")}
-
-
-def _option_types() -> dict[str, type]:
-    """`serve`'s options and their types (list: a repeatable one), the API key left out."""
-    types = {}
-    for name, hint in typing.get_type_hints(serve).items():
-        kinds = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is typing.Union else [hint]
-        kind = typing.get_origin(kinds[0]) or kinds[0]
-        if kind in TABLE_TYPES or kind is list:
-            types[name] = kind
-    types.pop("api_key")
-    return types
-
-
-def table_defaults() -> dict:
-    """The `[serve]` table of the settings file as defaults of `serve`'s options (click's `default_map`),
-    checked: every key an option's name (its flag with `_` for `-`), every value of the option's type
-    (a list of strings, or one string, for a repeatable option). Not the API key: a file others may read is no place
-    for it (`api_key_env` names the variable that holds it)."""
-    from ..config import serve_table, settings_file, unknown_hint
-
-    table, types = serve_table(), _option_types()
-    where = f"[serve] in {settings_file()}"
-    if "api_key" in table:
-        raise BadInputError(f"{where}: api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY (a systemd EnvironmentFile, say) or give --api-key")
-    unknown = sorted(set(table) - set(types))
-    if unknown:
-        raise BadInputError(f"{where} has unknown keys {', '.join(unknown)}; {unknown_hint(unknown, types, ('serve',))}it takes {', '.join(types)}")
-    defaults = {}
-    for name, value in table.items():
-        if types[name] is list:
-            value = [value] if isinstance(value, str) else value
-            good, wanted = isinstance(value, list) and all(isinstance(v, str) for v in value), "a string or a list of strings"
-        else:
-            taken, wanted = TABLE_TYPES[types[name]]
-            good = isinstance(value, taken) and (bool in taken or not isinstance(value, bool))  # TOML's true is no number
-        if not good:
-            raise BadInputError(f"{where}: {name} must be {wanted}, got {value!r}")
-        defaults[name] = value
-    return defaults
-
-
-class ServeCommand(TyperCommand):
-    """`aigc serve`, whose options default to the `[serve]` table of the settings file: a flag beats
-    its AIGC_* variable, which beats the table, which beats aigc's own default (click's order)."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        broken = None
-        if not (parent is not None and parent.resilient_parsing):  # not while a shell completes
-            try:
-                extra.setdefault("default_map", table_defaults())
-            except AigcError as exc:  # a broken settings file: `aigc serve --help` still helps; running reports it
-                broken = exc
-        ctx = super().make_context(info_name, args, parent=parent, **extra)  # --help exits in here
-        if broken:
-            raise broken
-        return ctx
 
 
 def _ipv6(text: str) -> bool:
@@ -196,4 +135,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(cls=ServeCommand, epilog=EXAMPLES)(serve)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(serve)

@@ -12,6 +12,7 @@ from ..textio import read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
+from .command_defaults import DefaultsCommand
 from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file, weights_of
 
 
@@ -90,4 +91,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(summarize)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(summarize)

@@ -17,6 +17,7 @@ from ..textio import HTML_SUFFIXES, MARKDOWN_SUFFIXES, STDIN, file_style, first_
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
+from .command_defaults import DefaultsCommand
 from .options import RunOptions, emit, generation_options, source_or_stdin, template_file, warn_of_a_word_read_as_a_file, weights_of
 
 
@@ -198,4 +199,4 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EXAMPLES)(translate)
+    app.command(cls=DefaultsCommand, epilog=EXAMPLES)(translate)

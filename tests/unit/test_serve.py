@@ -3684,11 +3684,10 @@ def test_api_key_env_given_what_is_no_variable_name_is_refused_without_echoing_i
 @pytest.mark.parametrize(
     "table, words",
     [
-        ("max_bacth = 4", "[serve] in {file} has unknown keys max_bacth; max_bacth (line 2): did you mean max_batch? it takes model, host, port, api_key_env, device, dtype, quantize, trust_remote_code, max_batch,"),
         ('api_key = "secret"', "[serve] in {file}: api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY"),
-        ('port = "8080"', "[serve] in {file}: port must be a whole number, got '8080'"),
+        ('port = "8080"', "[serve] in {file}: port must be a whole number, got '8080' (line 2)"),
         ("max_batch = true", "[serve] in {file}: max_batch must be a whole number, got True"),
-        ("cors_origin = [1]", "[serve] in {file}: cors_origin must be a string or a list of strings, got [1]"),
+        ("cors_origin = [1]", "[serve] in {file}: cors_origin must be a string in quotes or a list of them, got [1]"),
         ("max_batch = 0", "max_batch in [serve] of {file} must be at least 1, got 0"),
     ],
 )
@@ -3700,7 +3699,16 @@ def test_a_bad_serve_table_is_an_error_naming_what_it_takes(monkeypatch, table, 
     assert "settings" not in seen
 
 
-@pytest.mark.parametrize("text", ["[[broken\n", "[serve]\nmax_bacth = 4\n"])
+def test_an_unknown_key_of_the_serve_table_is_a_warning_saying_what_is_meant(monkeypatch):
+    from aigc import config
+
+    result, seen = serve_with_table(monkeypatch, "max_bacth = 4\nport = 9123")
+    words = f"Warning: [serve] in {config.settings_file()} has unknown keys max_bacth; max_bacth (line 2): did you mean max_batch? it takes model, host, port, api_key_env, device, dtype, quantize, trust_remote_code, max_batch,"
+    assert result.exit_code == 0 and words in result.stderr, result.output
+    assert seen["port"] == 9123 and seen["settings"].max_batch == 32
+
+
+@pytest.mark.parametrize("text", ["[[broken\n", '[serve]\nport = "80"\n'])
 def test_serve_help_works_with_a_broken_settings_file_and_serving_reports_it(text):
     from aigc import config
 
