@@ -15,7 +15,7 @@ from .cli.starting import starting as _starting
 _starting()  # Ctrl-C while the aigc command imports what follows: one line, not a traceback
 
 import threading as _threading
-from typing import Any
+from typing import Any, Iterable, overload
 
 from .aio import AsyncAnswerStream, agenerate, astream
 from .answer_stream import AnswerStream
@@ -94,8 +94,16 @@ def stream(
     return AnswerStream.wrapping(generator.stream(inputs, sampling, **options))
 
 
+@overload
+def embed(  # type: ignore[overload-overlap]  # a str is an Iterable[str] too: it is one text, matched first
+    texts: str, model: str | None = None, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None, trust_remote_code: bool = False
+) -> list[float]: ...
+@overload
 def embed(
-    texts: str | list[str],
+    texts: Iterable[str], model: str | None = None, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None, trust_remote_code: bool = False
+) -> list[list[float]]: ...
+def embed(
+    texts: str | Iterable[str],
     model: str | None = None,
     *,
     device: str = "auto",
@@ -104,7 +112,7 @@ def embed(
     trust_remote_code: bool = False,
 ) -> list[float] | list[list[float]]:
     """Unit-length embeddings, so the dot product of two is their cosine similarity: one vector for a
-    text, a list of vectors for a list of texts (embedded in batches)."""
+    text, a list of vectors for many texts (a list, tuple or any iterable of them; embedded in batches)."""
     generator = _generator("embed", model, device, dtype, quantize, trust_remote_code)
     return generator(texts)["embedding"] if isinstance(texts, str) else generator.embed_many(texts)
 

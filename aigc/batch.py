@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import ui
-from .batch_inputs import Row, flag_rows, id_key, read_rows, row_error, row_sampling  # read_rows: `from aigc.batch import read_rows, run_batch`, as the README shows
+from .batch_inputs import Row, flag_rows, id_key, row_error, row_sampling
+from .batch_inputs import read_rows as read_rows  # re-exported (`as`: for type checkers too): `from aigc.batch import read_rows, run_batch`, as the README shows
 from .batch_output import check_made_alike, input_digest, read_output, restore_order, rewrite_output, run_settings, streams, with_line_options, without_results, writing
 from .batch_tables import TABLES
 from .engine.base import StopSignal, stop_when, stoppable_context

@@ -19,7 +19,7 @@ import shlex
 import types
 import typing
 import warnings
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, overload
 
 from ..engine.base import Engine
 from ..engine.models import no_progress
@@ -27,6 +27,16 @@ from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
 from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
 from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
+
+if TYPE_CHECKING:  # for get_generator's overloads only: these modules import this one
+    from .chat import ChatGenerator
+    from .classify import ClassifyGenerator
+    from .embed import EmbedGenerator
+    from .headline import HeadlineGenerator
+    from .image import ImageGenerator
+    from .summarize import SummarizeGenerator
+    from .template import TemplateGenerator
+    from .translate import TranslateGenerator
 
 ProgressFn = Callable[[int, int | None, str], None]  # (done, total, what); total None where it is not known (imany)
 _quiet = contextvars.ContextVar("quiet_notes", default=False)
@@ -456,9 +466,17 @@ class Generator:
                 exc.at, exc.index = f"input {number}", number
                 raise
 
+    @overload
     def many(
-        self, inputs: list, sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
-    ) -> list[dict[str, Any] | Exception]:
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: Literal["stop"] = "stop", **options: Any
+    ) -> list[dict[str, Any]]: ...
+    @overload
+    def many(
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, *, on_error: str, **options: Any
+    ) -> list[dict[str, Any] | Exception]: ...
+    def many(
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
+    ) -> list[dict[str, Any]] | list[dict[str, Any] | Exception]:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
         input fails, its error (an `AigcError` of the class it was raised as, naming its position)
@@ -480,8 +498,16 @@ class Generator:
             raise failed[0]
         return results
 
+    @overload
     def imany(
-        self, inputs: Any, sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: Literal["stop"] = "stop", **options: Any
+    ) -> collections.abc.Generator[dict[str, Any], None, None]: ...
+    @overload
+    def imany(
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, *, on_error: str, **options: Any
+    ) -> collections.abc.Generator[dict[str, Any] | Exception, None, None]: ...
+    def imany(
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
     ) -> collections.abc.Generator[dict[str, Any] | Exception, None, None]:
         """`many`, lazily, as `multiprocessing.Pool.imap` is `map`: an iterator of the results in input
         order, each given as soon as it and those before it are done, so they can be written as they
@@ -727,9 +753,29 @@ def _template_hint(name: str) -> str:
     return "; " + spelt(f"{name!r} is a template: aigc run {name}", f"{name!r} is a template: generate(\"template\", text, template={name!r}, variables={{...}})")
 
 
+@overload
+def get_generator(name: Literal["chat"], **kwargs: Any) -> ChatGenerator: ...
+@overload
+def get_generator(name: Literal["summarize"], **kwargs: Any) -> SummarizeGenerator: ...
+@overload
+def get_generator(name: Literal["headline"], **kwargs: Any) -> HeadlineGenerator: ...
+@overload
+def get_generator(name: Literal["template"], **kwargs: Any) -> TemplateGenerator: ...
+@overload
+def get_generator(name: Literal["image"], **kwargs: Any) -> ImageGenerator: ...
+@overload
+def get_generator(name: Literal["translate"], **kwargs: Any) -> TranslateGenerator: ...
+@overload
+def get_generator(name: Literal["classify"], **kwargs: Any) -> ClassifyGenerator: ...
+@overload
+def get_generator(name: Literal["embed"], **kwargs: Any) -> EmbedGenerator: ...
+@overload
+def get_generator(name: str, **kwargs: Any) -> Generator: ...
 def get_generator(name: str, **kwargs: Any) -> Generator:
     """An instance of the generator registered as `name` (its `name`, whatever its class says);
-    keyword arguments go to its constructor."""
+    keyword arguments go to its constructor. For type checkers, a built-in task's name gives its
+    class (`get_generator("classify")` is a `ClassifyGenerator`, with `classify_many`), any other
+    name a `Generator`."""
     import inspect
 
     generators = registered_generators()

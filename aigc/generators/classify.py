@@ -17,7 +17,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
@@ -296,7 +296,7 @@ class ClassifyGenerator(Generator):
         self.check_inputs(inputs)  # one text: its error names no position
         return self.classify_many([inputs], **options)[0]
 
-    def classify_many(self, texts: list[str], **options: Any) -> list[dict[str, Any]]:
+    def classify_many(self, texts: Iterable[str], **options: Any) -> list[dict[str, Any]]:
         """Classify many texts with one set of options; they are scored together in batches."""
         opts = self.validate(options)
         texts = listed(texts, "classify_many takes a list of texts", "; classify one text with the generator itself")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, overload
 
 from ..errors import BadInputError
 from .base import Generator, listed, type_name
@@ -32,10 +32,19 @@ class EmbedGenerator(Generator):
     def postprocess(self, vector: list[float], opts) -> dict[str, Any]:
         return {"embedding": vector, "dimensions": len(vector)}
 
+    @overload
     def embed_many(
-        self, texts: list[str], keep: Callable[[list[str], list[list[float] | None]], None] | None = None,
+        self, texts: Iterable[str], keep: Callable[[list[str], list[list[float] | None]], None] | None = None, on_error: None = None,
+    ) -> list[list[float]]: ...
+    @overload
+    def embed_many(
+        self, texts: Iterable[str], keep: Callable[[list[str], list[list[float] | None]], None] | None = None, *,
+        on_error: Callable[[int, BadInputError], None],
+    ) -> list[list[float] | None]: ...
+    def embed_many(
+        self, texts: Iterable[str], keep: Callable[[list[str], list[list[float] | None]], None] | None = None,
         on_error: Callable[[int, BadInputError], None] | None = None,
-    ) -> list[list[float] | None]:
+    ) -> list[list[float]] | list[list[float] | None]:
         """Each text's vector, in order (a text given twice embedded once), `CHUNK` texts per engine call; reports progress, and hands
         each call's texts and vectors to `keep` (a cache) as they come. A text the engine refuses
         (longer than the context, say) raises its error; with `on_error`, its vector is None and
@@ -48,7 +57,7 @@ class EmbedGenerator(Generator):
             for index, text in enumerate(texts):
                 places.setdefault(text, []).append(index)
             report = None if on_error is None else lambda index, exc: [on_error(place, exc) for place in places[unique[index]]]
-            found = dict(zip(unique, self.embed_many(unique, keep, report)))
+            found = dict(zip(unique, self.embed_many(unique, keep, report)))  # type: ignore[arg-type]  # report: None or a function, as on_error was
             return [None if found[text] is None else list(found[text]) for text in texts]  # copies: changing one changes no other
         vectors: list[list[float]] = []
         for start in range(0, len(texts), CHUNK):
