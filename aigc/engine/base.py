@@ -159,6 +159,7 @@ def _polled(event: Any, callback: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         left.set()
+        watcher.join()  # no thread left behind the block
 
 
 @contextlib.contextmanager
