@@ -516,6 +516,7 @@ class _Run:
         first = None
         tick, steps = ticks(), 0  # a progress callback's, told after each step; none (no Python call) without one
         try:
+            check_stopped()  # told to stop before its prompts' forward pass (prefill, the longest step) begins
             for step in loop:
                 first = first if first is not None else time.perf_counter() - started
                 for row, token in enumerate(step.tolist()):

@@ -216,3 +216,15 @@ def test_stream_returns_before_the_model_loads_which_loads_at_the_first_piece(mo
     assert next(stream) == "one" and len(loads) == 1 and stream.text == "one two"
     with pytest.raises(aigc.BadInputError, match="prompt is empty"):  # bad input is still raised at the call
         aigc.get_generator("chat", model="echo").stream(" ")
+
+
+def test_a_local_model_told_to_stop_before_its_call_starts_runs_not_even_its_prompts_forward_pass(tiny_engine):
+    from aigc.engine.base import stopped_by
+    from aigc.engine.sampling import SamplingParams
+
+    stop = threading.Event()
+    stop.set()  # set while the generator prepared its prompts (translate's, summarize's)
+    before = tiny_engine.stats.completion_tokens
+    with stopped_by(stop), pytest.raises(asyncio.CancelledError):
+        tiny_engine.generate(["Bees"], SamplingParams(max_tokens=50, temperature=0))
+    assert tiny_engine.stats.completion_tokens == before  # no token decoded
