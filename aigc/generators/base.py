@@ -547,9 +547,6 @@ class Generator:
         KeyboardInterrupt of the generator's code is raised at its place (else given there: `many`
         raises it once all have run). Once `stop` is set (anything with `is_set()`), the inputs in flight
         stop and a `StoppedError` is raised; once `closed` is, they stop and the results end."""
-        from ..batch import run_rows, stopping
-        from ..batch_inputs import Row
-
         cancel = StopSignal()  # set as `stop` or `closed` is: the inputs in flight stop
         with contextlib.ExitStack() as watching:
             for event in (stop, closed):
