@@ -58,6 +58,7 @@ def generate(
     dtype: str = "auto",
     quantize: str | None = None,
     trust_remote_code: bool = False,
+    stop: Any = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Run one task: `generate("headline", {"topic": "..."}, n=3)`; returns the generator's result
@@ -67,8 +68,15 @@ def generate(
     are keywords.
 
     The generator is made once per task and model settings and reused by later calls, so what it
-    worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own."""
-    return _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)(inputs, sampling=sampling, **options)
+    worked out (classify's label prior, examples fitted) is kept; `get_generator` gives your own.
+
+    `stop`: a `threading.Event` (anything with `is_set()`) that another thread (a Stop button's) sets
+    to stop the call at its next step (a decoding step, a part of a long text, a remote request);
+    the call then raises `aigc.errors.StoppedError`, and the model is ready for the next call."""
+    generator = _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)
+    if stop is not None:
+        options["stop"] = stop
+    return generator(inputs, sampling=sampling, **options)
 
 
 def stream(
@@ -81,17 +89,28 @@ def stream(
     dtype: str = "auto",
     quantize: str | None = None,
     trust_remote_code: bool = False,
+    stop: Any = None,
     **options: Any,
 ) -> AnswerStream:
     """`generate`'s answer as text pieces while it is written (`for piece in stream("chat", "Hi")`),
     for the tasks that write one answer: chat and template. Then the `AnswerStream` holds the whole
     answer: `text`, `finish_reason` ("length" where max_tokens cut it off), `usage`, and `result`
     (`generate`'s dict), with no second model call. A plugin generator's own `stream` is wrapped so
-    (`AnswerStream.wrapping` says what it holds then)."""
+    (`AnswerStream.wrapping` says what it holds then).
+
+    Bad inputs, options and settings are raised here; where the model is not loaded yet, `stream`
+    returns at once and the model loads when the first piece is asked for (in the thread that reads
+    it; a prompt too long for the model is raised then too), so a GUI may call it from its event
+    loop and read it in a worker; `aigc.load_model(name)` in a worker at start-up loads it beforehand.
+    `stop`: a `threading.Event` that stops the stream from any thread: the piece being read raises
+    `aigc.errors.StoppedError` (`stream.close()` ends it with no error)."""
+    from .generators.base import check_stop
+
+    check_stop(stop)
     generator = _generator(task, _model_for(model, options), device, dtype, quantize, trust_remote_code)
     if not callable(getattr(generator, "stream", None)):
         raise BadInputError(f"{task} does not stream its answer; aigc.generate({task!r}, ...) returns its whole result")
-    return AnswerStream.wrapping(generator.stream(inputs, sampling, **options))
+    return AnswerStream.wrapping(generator.stream(inputs, sampling, **options)).stopping_on(stop)
 
 
 @overload

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Iterator
 
-from .engine.base import Completion, Prompt, usage_of
+from .engine.base import Completion, Prompt, stopped_by, usage_of
 from .engine.sampling import SamplingParams  # at run time, so typing.get_type_hints resolves the annotations (no torch: it imports it lazily)
-from .errors import AigcError
+from .errors import AigcError, stop_event_set
 
 
 class AnswerStream:
@@ -45,12 +45,34 @@ class AnswerStream:
         self._cancelled = False  # closed before its end: its result is made when first read
         self._result: dict[str, Any] | None = None
         self._reading = threading.Lock()  # held while a piece is decoded: a `close()` from another thread leaves the pieces to the reader to close
+        self._stop: Any = None  # `stopping_on`'s event
 
     @classmethod
     def of_engine(cls, engine: Any, prompt: Prompt, params: SamplingParams, finish: Callable[[Completion], dict[str, Any]]) -> AnswerStream:
         """Stream `engine`'s answer to `prompt` without its surrounding blank space, so that `text` is
         the result's, as `generate` gives it; `finish` makes the result from its `Completion`."""
         return cls(_trimmed(engine.stream(prompt, params)), finish, counted_by=(engine, prompt))
+
+    @classmethod
+    def of_engine_later(cls, start: Callable[[], tuple[Any, Prompt, SamplingParams]], finish: Callable[[Completion], dict[str, Any]]) -> AnswerStream:
+        """`of_engine`, with `start()` giving its engine, prompt and settings when the first piece is
+        asked for (where the model loads then): a stream whose model is not loaded yet returns at once."""
+        stream = cls(iter(()), finish)
+
+        def pieces() -> Any:
+            engine, prompt, params = start()
+            stream._token_counter = (engine, prompt)
+            return (yield from _trimmed(engine.stream(prompt, params)))
+
+        stream._pieces = pieces()
+        return stream
+
+    def stopping_on(self, stop: Any) -> AnswerStream:
+        """Have `stop` (a `threading.Event`, anything with `is_set()`; None: nothing) stop this
+        stream at its next decoding step once set, from any thread: the piece being read then raises
+        `aigc.errors.StoppedError`, and the stream holds what `close()` leaves (finish reason "cancelled")."""
+        self._stop = stop
+        return self
 
     @classmethod
     def wrapping(cls, pieces: Iterator[str]) -> AnswerStream:
@@ -86,13 +108,21 @@ class AnswerStream:
         with self._reading:
             if self._ended:
                 return
+            stop = self._stop
+            if stop is not None and stop.is_set():
+                self._ended = self._cancelled = True
+                self._close_pieces()
+                raise stop_event_set()
             try:
-                piece = next(self._pieces)
+                with stopped_by(stop):
+                    piece = next(self._pieces)
             except StopIteration as end:
                 returned = end.value
             except BaseException as exc:
                 self._ended = True
                 self._cancelled = _stopped(exc)
+                if self._cancelled and stop is not None and stop.is_set() and not isinstance(exc, KeyboardInterrupt):
+                    raise stop_event_set() from None
                 raise
             else:
                 self._written.append(piece)

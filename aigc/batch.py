@@ -235,7 +235,7 @@ def _order(rows: list[Row], field_name: str) -> list[Row]:
 
 def run_rows(
     generator, rows: list[Row], options: dict[str, Any], sampling: dict[str, Any] | None = None, field_name: str = "text",
-    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False, stop_wait: float = STOP_WAIT, draw_seeds: bool = False,
+    concurrency: int = 16, in_order: bool = True, stop_at_error: bool = False, stop_wait: float = STOP_WAIT, draw_seeds: bool = False, cancel: StopSignal | None = None,
 ) -> Iterator[tuple[Row, dict]]:
     """`(row, {"result": ...} or {"error": ...})` in input order (else as rows finish), while worker
     threads run the rows concurrently and their model calls are merged into batches. A row the
@@ -246,7 +246,8 @@ def run_rows(
     it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all.
     `draw_seeds`: a row a local model samples without a seed gets one drawn for it (`seed_to_draw`),
     given back as the outcome's `"seed"`, so that the row alone with that seed gives the same answer
-    (`CoalescingEngine` merges seeded rows, each drawn from its own seed, only on a local model in float32)."""
+    (`CoalescingEngine` merges seeded rows, each drawn from its own seed, only on a local model in float32).
+    Once `cancel` is set (from any thread), the rows in flight stop so and the outcomes end, after their workers have."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load
         yield from ((row, {"error": row.error}) for row in rows)
@@ -255,7 +256,7 @@ def run_rows(
     worker = copy.copy(generator)  # the rows' calls go through the batching engine; the caller's generator is left as it is
     worker._engine = engine
     named = f"the {generator.name} generator{generator.by_plugin()}"  # as a row's error names it
-    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error, stop_wait, draw_seeds)
+    yield from _outcomes(worker, engine, rows, options, sampling or {}, field_name, in_order or stop_at_error, named, stop_at_error, stop_wait, draw_seeds, cancel)
 
 
 @contextlib.contextmanager
@@ -285,7 +286,7 @@ def check_concurrency(concurrency: int) -> None:
 
 def _outcomes(
     generator, engine: CoalescingEngine, rows: list[Row], options, sampling, field_name, in_order: bool, named: str, stop_at_error: bool = False,
-    stop_wait: float = STOP_WAIT, draw_seeds: bool = False,
+    stop_wait: float = STOP_WAIT, draw_seeds: bool = False, cancel: StopSignal | None = None,
 ) -> Iterator[tuple[Row, dict]]:
     queue = rows if stop_at_error else _order(rows, field_name)  # sorted, a row after a failed one would have run before it
     position = {id(r): i for i, r in enumerate(rows)}
@@ -320,19 +321,28 @@ def _outcomes(
     threads = [threading.Thread(target=work, daemon=True, name=WORKER) for _ in range(engine.workers)]
     started, wait = 0, None
     told_to_stop, _ = stoppable_context(stop)
+
+    def wake() -> None:
+        with ready:
+            ready.notify_all()
+
+    cancelled = cancel if cancel is not None else StopSignal()
     try:
-        for thread in threads:
-            thread.start()
-            started += 1
-        for index in range(len(rows)):
-            with ready:
-                while not (index in results if in_order else results):
-                    ready.wait()
-                done = index if in_order else next(iter(results))  # else the first row that finished
-                outcome = results.pop(done)
-            yield rows[done], outcome
-            if stop_at_error and "error" in outcome:  # the rows after it were not all run
-                return
+        with cancelled.calling(stop.set), stop.calling(wake):  # cancelled: the rows in flight stop, and this loop is woken
+            for thread in threads:
+                thread.start()
+                started += 1
+            for index in range(len(rows)):
+                with ready:
+                    while not (index in results if in_order else results) and not cancelled.is_set():
+                        ready.wait()
+                    if cancelled.is_set():
+                        return
+                    done = index if in_order else next(iter(results))  # else the first row that finished
+                    outcome = results.pop(done)
+                yield rows[done], outcome
+                if stop_at_error and "error" in outcome:  # the rows after it were not all run
+                    return
     except (KeyboardInterrupt, SystemExit, BrokenPipeError, GeneratorExit) as exc:  # Ctrl-C, SIGTERM as the CLI raises it, a reader gone, thrown in by the caller; or closed (it left the loop)
         wait = 0.0 if isinstance(exc, BrokenPipeError) else stop_wait  # a reader gone: the process is ending
         raise

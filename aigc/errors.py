@@ -200,6 +200,19 @@ class ConversationDeletedError(BadInputError):
     """A conversation a chat goes on from was deleted by another process while it was open."""
 
 
+class StoppedError(AigcError):
+    """The call was stopped: the `stop` event given to it (`generate(..., stop=event)`, `many`, `imany`,
+    `stream`) was set, by a stop button's thread, say. What was in flight stopped at its next step (a
+    local model's decoding step, a remote model's request); the model is usable for the next call."""
+
+    exit_code = 130
+
+
+def stop_event_set() -> StoppedError:
+    """What a call whose `stop` event was set raises."""
+    return StoppedError("stopped: the stop event given to the call was set (clear it, stop.clear(), before giving it to another call)")
+
+
 class ModelUnavailableError(AigcError):
     """A known model that cannot be fetched or loaded here (offline hub, failed pull)."""
 

@@ -381,6 +381,8 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
         started: dict[str, tuple[float, int]] = {}  # each stage's clock and count at its first report
 
         def plain(done: int, total: int | None, what: str) -> None:
+            if what == "decoding":  # a generator's steps within one model call (generators.base.DECODING): the stages' counts say enough
+                return
             since, first = started.setdefault(what, (clock(), done))
             of = "" if total is None else f"/{total}"
             lines(lambda now: f"{what}: {done}{of}" + _about(rate_and_left(done - first, None if total is None else total - first, now - since)[1]))
@@ -395,6 +397,8 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
         tasks: dict[str, int] = {}
 
         def update(done: int, total: int | None, what: str) -> None:
+            if what == "decoding":
+                return
             if what not in tasks:  # each stage's clock and count start at its first report, as the plain line's
                 tasks[what] = progress.add_task(what, total=total, first=done)
             progress.update(tasks[what], completed=done, total=total)

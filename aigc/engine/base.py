@@ -53,12 +53,24 @@ class StopSignal(threading.Event):
                 self._callbacks.remove(callback)
 
 
-_stop: ContextVar[StopSignal | None] = ContextVar("aigc_stop", default=None)
+_stop: ContextVar[Any] = ContextVar("aigc_stop", default=None)  # a StopSignal, or anything with is_set() (a caller's `stop`)
+POLL = 0.05  # seconds between looks at a `stop` that is no StopSignal (a threading.Event), where something must react to it
 
 
-def stop_when(event: StopSignal) -> None:
+class _Either:
+    """Set when any of `events` is: a caller's `stop` inside calls an outer stopper holds (`aigc.aio`, a batch's worker)."""
+
+    def __init__(self, *events: Any) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self.events)
+
+
+def stop_when(event: Any) -> None:
     """Have the calls made in this context (a worker thread's copy, as `aigc.aio` makes) stop
-    decoding after the token being decoded once `event` is set."""
+    decoding after the token being decoded once `event` is set (a `StopSignal`, or anything with
+    `is_set()`)."""
     _stop.set(event)
 
 
@@ -68,6 +80,27 @@ def stoppable_context(event: StopSignal | None = None) -> tuple[contextvars.Cont
     context, event = contextvars.copy_context(), event or StopSignal()
     context.run(stop_when, event)
     return context, event
+
+
+def also_stopped_by(stop: Any) -> Any:
+    """What this context's calls are to stop on once `stop` (anything with `is_set()`) is also
+    looked at: `stop`, or it and whatever already stops them (`stop_when`)."""
+    outer = _stop.get()
+    return stop if outer is None or outer is stop else _Either(outer, stop)
+
+
+@contextlib.contextmanager
+def stopped_by(stop: Any) -> Iterator[None]:
+    """While in the block, this context's calls also stop once `stop` (anything with `is_set()`,
+    None: nothing more) is set, at their next step, raising `asyncio.CancelledError` (`check_stopped`)."""
+    if stop is None:
+        yield
+        return
+    token = _stop.set(also_stopped_by(stop))
+    try:
+        yield
+    finally:
+        _stop.reset(token)
 
 
 def stopped() -> bool:
@@ -87,12 +120,55 @@ def check_stopped() -> None:
 
 
 @contextlib.contextmanager
+def calling(event: Any, callback: Callable[[], None]) -> Iterator[None]:
+    """Run `callback` once, in the thread that sets it, if `event` (a `StopSignal`, or anything with
+    `is_set()`, which a thread of its own looks at every `POLL` seconds) is set while in the block;
+    at once where it is set already."""
+    ran = threading.Lock()
+
+    def once() -> None:
+        if ran.acquire(blocking=False):
+            callback()
+
+    with contextlib.ExitStack() as stack:
+        for each in event.events if isinstance(event, _Either) else (event,):
+            if isinstance(each, StopSignal):
+                stack.enter_context(each.calling(once))
+            else:
+                stack.enter_context(_polled(each, once))
+        yield
+
+
+@contextlib.contextmanager
+def _polled(event: Any, callback: Callable[[], None]) -> Iterator[None]:
+    if event.is_set():
+        callback()
+        yield
+        return
+    left = threading.Event()
+
+    def watch() -> None:
+        while not left.wait(POLL):
+            if event.is_set():
+                callback()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="aigc stop watcher")
+    watcher.start()
+    try:
+        yield
+    finally:
+        left.set()
+        watcher.join()  # no thread left behind the block
+
+
+@contextlib.contextmanager
 def on_stop(callback: Callable[[], None]) -> Iterator[None]:
     """Run `callback` (in the thread that stops them) if this context's calls are told to stop
     (`stop_when`) while in the block, or at once where they were before: how a remote engine shuts
     the connections of its requests in flight. Nothing where no one can stop them."""
     event = _stop.get()
-    with event.calling(callback) if event is not None else contextlib.nullcontext():
+    with calling(event, callback) if event is not None else contextlib.nullcontext():
         yield
 
 
@@ -102,9 +178,34 @@ def pause(seconds: float) -> None:
     event = _stop.get()
     if event is None:
         time.sleep(seconds)
-    else:
+    elif isinstance(event, threading.Event):
         event.wait(seconds)
-        check_stopped()
+    else:
+        end = time.monotonic() + seconds
+        while not event.is_set() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(POLL, left))
+    check_stopped()
+
+
+Tick = Callable[[int, int, int, int], None]  # (steps, max_tokens, rows finished, rows)
+_ticks: ContextVar[Tick | None] = ContextVar("aigc_ticks", default=None)
+
+
+@contextlib.contextmanager
+def ticking(tick: Tick | None) -> Iterator[None]:
+    """While in the block, a local engine's decoding calls `tick(steps, max_tokens, finished,
+    rows)` after each decoding step: the steps decoded so far in this call (of at most
+    `max_tokens`), and its rows (answers) that have ended of all of them. None: nothing is called."""
+    token = _ticks.set(tick)
+    try:
+        yield
+    finally:
+        _ticks.reset(token)
+
+
+def ticks() -> Tick | None:
+    """What `ticking` set for this context's decoding, or None."""
+    return _ticks.get()
 
 
 def check_fits(engine, prompt_tokens: int, max_tokens: int, fix: str = f"shorten the input or lower {option('max_tokens')}", alone_fix: str = "shorten it") -> None:

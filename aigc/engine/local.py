@@ -11,7 +11,7 @@ from typing import Any, Callable, Generator, Iterator
 
 from ..errors import BadInputError, ContextLengthError, ContinuationLengthError
 from ..textio import check_utf8
-from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_stopped, check_texts, prompt_tokens
+from .base import Completion, EngineStats, Prompt, Scored, check_continuations, check_fits, check_prompts, check_stopped, check_texts, prompt_tokens, ticks
 from .sampling import PREFILL_CHUNK, DecodeLoop, SamplingParams, StopStrings, TextAssembler, cache_keyword, left_padded
 from .scoring import length_batches, pool_hidden_states
 
@@ -246,6 +246,7 @@ class LocalEngine:
         started = time.perf_counter()
         results: list[Scored | None] = [None] * len(heads)
         for batch in length_batches([len(h) for h in heads], SCORE_BATCH_TOKENS):
+            check_stopped()  # before each batch's forward pass
             for index, scored in zip(batch, self._score_batch([heads[i] for i in batch], tails, embed)):
                 results[index] = scored
         self.stats.record_scoring(len(heads), sum(len(h) for h in heads), time.perf_counter() - started)
@@ -531,7 +532,9 @@ class _Run:
         loop, eos = self.loop, set(self.engine.eos_ids)
         started = time.perf_counter()
         first = None
+        tick, steps = ticks(), 0  # a progress callback's, told after each step; none (no Python call) without one
         try:
+            check_stopped()  # told to stop before its prompts' forward pass (prefill, the longest step) begins
             for step in loop:
                 first = first if first is not None else time.perf_counter() - started
                 for row, token in enumerate(step.tolist()):
@@ -548,6 +551,9 @@ class _Run:
                     if piece:
                         yield row, piece
                 check_stopped()  # before the next token's forward pass
+                if tick is not None:
+                    steps += 1
+                    tick(steps, loop.params.max_tokens, sum(self.done), len(self.done))
             for row, text in enumerate(self.texts):
                 piece = text.flush()
                 if piece:

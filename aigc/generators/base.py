@@ -16,15 +16,16 @@ import itertools
 import os
 import random
 import shlex
+import threading
 import types
 import typing
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, overload
 
-from ..engine.base import Engine
+from ..engine.base import Engine, StopSignal, calling, stopped_by, ticking, ticks
 from ..engine.models import no_progress
 from ..engine.sampling import DRAWING, GREEDY_BELOW, SamplingParams, number
-from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, close_names, did_you_mean, option
+from ..errors import AigcError, AigcNote, AigcWarning, BadInputError, OptionError, PluginError, UnknownGeneratorError, stop_event_set, close_names, did_you_mean, option
 from ..plugins import name_problem, outside_aigc
 from ..templates import get_template, is_path
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for get_generator's overloads only: these modules import th
     from .translate import TranslateGenerator
 
 ProgressFn = Callable[[int, int | None, str], None]  # (done, total, what); total None where it is not known (imany)
+DECODING = "decoding"  # progress's `what` for the steps of one model call: (tokens decoded, max_tokens)
 _quiet = contextvars.ContextVar("quiet_notes", default=False)
 
 
@@ -63,6 +65,32 @@ def note(message: str) -> None:
     """`message` as an `AigcNote` (no problem, worth knowing), unless inside `quiet_notes`."""
     if not _quiet.get():
         warnings.warn(message, AigcNote, stacklevel=outside_aigc())
+
+
+def check_stop(stop: Any) -> None:
+    """An `OptionError` unless `stop` is None or has `is_set()` (a `threading.Event`)."""
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise OptionError("stop", f"must be a threading.Event (anything with is_set()) or None, got {type_name(stop)}")
+
+
+@contextlib.contextmanager
+def stoppable(stop: Any) -> collections.abc.Iterator[None]:
+    """The engine calls of the block stop at their next step once `stop` (anything with `is_set()`;
+    None: nothing) is set, which is then a `StoppedError`; one set already is one at once."""
+    if stop is None:
+        yield
+        return
+    import asyncio
+
+    if stop.is_set():
+        raise stop_event_set()
+    with stopped_by(stop):
+        try:
+            yield
+        except asyncio.CancelledError:
+            if stop.is_set():
+                raise stop_event_set() from None
+            raise
 
 
 def _no_progress(done: int, total: int, what: str) -> None:
@@ -468,14 +496,14 @@ class Generator:
 
     @overload
     def many(
-        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: Literal["stop"] = "stop", **options: Any
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: Literal["stop"] = "stop", *, stop: Any = None, **options: Any
     ) -> list[dict[str, Any]]: ...
     @overload
     def many(
-        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, *, on_error: str, **options: Any
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, *, on_error: str, stop: Any = None, **options: Any
     ) -> list[dict[str, Any] | Exception]: ...
     def many(
-        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", *, stop: Any = None, **options: Any
     ) -> list[dict[str, Any]] | list[dict[str, Any] | Exception]:
         """Run many inputs with one set of options, `concurrency` at a time with their model calls
         merged into batches (what `aigc batch` does, in memory); results in input order. When an
@@ -485,14 +513,17 @@ class Generator:
         (Ctrl-C) stops the inputs in flight at their next decoding step (a local model's; a remote
         model's requests in flight have their connections shut) and is raised once their workers have ended
         (`aigc.batch.STOP_WAIT` seconds at most). The inputs are read, and with `on_error="stop"`
-        checked, all before any runs; `imany` gives each result as it is ready."""
+        checked, all before any runs; `imany` gives each result as it is ready. `stop`, a
+        `threading.Event` (anything with `is_set()`) another thread sets, stops the inputs in flight
+        as Ctrl-C does, from any thread, and raises `aigc.errors.StoppedError` once they have."""
         inputs = listed(inputs, "many takes a list of inputs", "; run one input with the generator itself")
+        check_stop(stop)
         self._check_many(sampling, concurrency, on_error, options)
         if on_error == "stop":  # with "skip", an invalid input's error is given in its place, as a failed one's is
             self.check_each(inputs)
         if not inputs:
             return []
-        results = list(self._each(iter(inputs), len(inputs), sampling, concurrency, on_error, options, size=len(inputs)))
+        results = list(self._each(iter(inputs), len(inputs), sampling, concurrency, on_error, options, size=len(inputs), stop=stop))
         failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, Exception)]
         if failed:  # a SystemExit or KeyboardInterrupt (a bug's, workers get no signals) is raised whatever on_error says, once all have run
             raise failed[0]
@@ -500,15 +531,15 @@ class Generator:
 
     @overload
     def imany(
-        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: Literal["stop"] = "stop", **options: Any
-    ) -> collections.abc.Generator[dict[str, Any], None, None]: ...
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: Literal["stop"] = "stop", *, stop: Any = None, **options: Any
+    ) -> Results[dict[str, Any]]: ...
     @overload
     def imany(
-        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, *, on_error: str, **options: Any
-    ) -> collections.abc.Generator[dict[str, Any] | Exception, None, None]: ...
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, *, on_error: str, stop: Any = None, **options: Any
+    ) -> Results[dict[str, Any] | Exception]: ...
     def imany(
-        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", **options: Any
-    ) -> collections.abc.Generator[dict[str, Any] | Exception, None, None]:
+        self, inputs: Iterable[Any], sampling: dict[str, Any] | None = None, concurrency: int = 16, on_error: str = "stop", *, stop: Any = None, **options: Any
+    ) -> Results[Any]:
         """`many`, lazily, as `multiprocessing.Pool.imap` is `map`: an iterator of the results in input
         order, each given as soon as it and those before it are done, so they can be written as they
         come. `inputs` may be any iterable, an endless generator too: it is read `concurrency` inputs
@@ -520,11 +551,16 @@ class Generator:
         Closing the iterator (`.close()`, `contextlib.closing`, or its garbage collection: leaving a
         `for` loop over `imany(...)` by `break`, an error or Ctrl-C in its body lets go of it; one kept in a
         name stays open until the name goes: loop over `contextlib.closing(g.imany(...))`) or Ctrl-C
-        while it waits for a result stops the inputs in flight as `many` does, waiting `STOP_WAIT` at most. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len()."""
+        while it waits for a result stops the inputs in flight as `many` does, waiting `STOP_WAIT` at most. `progress` is told `(done, total, "inputs")`, `total` None where `inputs` has no len().
+        Another thread may close it too (a stop button's): the thread iterating it gets no further
+        result (its loop ends) once the inputs in flight have stopped; `close()` returns at once. `stop`, a
+        `threading.Event` (anything with `is_set()`), stops them so from any thread, and the iteration then raises `aigc.errors.StoppedError`."""
         items = iterated(inputs, "imany takes an iterable of inputs", "; run one input with the generator itself")
+        check_stop(stop)
         self._check_many(sampling, concurrency, on_error, options)
         total = len(inputs) if isinstance(inputs, collections.abc.Sized) else None
-        return self._each(items, total, sampling, concurrency, on_error, options, size=concurrency, lazy=True)
+        closed = StopSignal()
+        return Results(self._each(items, total, sampling, concurrency, on_error, options, size=concurrency, lazy=True, stop=stop, closed=closed), closed)
 
     def _check_many(self, sampling: dict[str, Any] | None, concurrency: int, on_error: str, options: dict[str, Any]) -> None:
         """What `many` and `imany` check before any input is read: their settings and options."""
@@ -541,18 +577,34 @@ class Generator:
 
     def _each(
         self, items: collections.abc.Iterator, total: int | None, sampling: dict[str, Any] | None, concurrency: int, on_error: str,
-        options: dict[str, Any], size: int, lazy: bool = False,
+        options: dict[str, Any], size: int, lazy: bool = False, stop: Any = None, closed: StopSignal | None = None,
     ) -> collections.abc.Generator[dict[str, Any] | BaseException, None, None]:
         """The results of `items` in order, read and run `size` at a time (`run_rows`); a failed input's
         error is raised at its place with `on_error="stop"`, else given there. `lazy` (`imany`): with
         "stop", each input is checked as it is read, none read after one that fails; a SystemExit or
         KeyboardInterrupt of the generator's code is raised at its place (else given there: `many`
-        raises it once all have run)."""
+        raises it once all have run). Once `stop` is set (anything with `is_set()`), the inputs in flight
+        stop and a `StoppedError` is raised; once `closed` is, they stop and the results end."""
+        cancel = StopSignal()  # set as `stop` or `closed` is: the inputs in flight stop
+        with contextlib.ExitStack() as watching:
+            for event in (stop, closed):
+                if event is not None:
+                    watching.enter_context(calling(event, cancel.set))
+            yield from self._each_until(items, total, sampling, concurrency, on_error, options, size, lazy, cancel, stop)
+
+    def _each_until(
+        self, items: collections.abc.Iterator, total: int | None, sampling: dict[str, Any] | None, concurrency: int, on_error: str,
+        options: dict[str, Any], size: int, lazy: bool, cancel: StopSignal, stop: Any,
+    ) -> collections.abc.Generator[dict[str, Any] | BaseException, None, None]:
         from ..batch import run_rows, stopping
         from ..batch_inputs import Row
 
         quiet, done = None, 0
         while True:
+            if cancel.is_set():
+                if stop is not None and stop.is_set():
+                    raise stop_event_set()
+                return
             rows, invalid, source = [], None, itertools.islice(items, size)
             while True:
                 try:
@@ -577,8 +629,10 @@ class Generator:
                     quiet.progress = _no_progress  # an input's own steps (summarize's parts) would mix the inputs' counts
                     self.progress(0, total, "inputs")
                 fatal = None
-                with stopping(run_rows(quiet, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop")) as outcomes:  # Ctrl-C stops the inputs in flight
+                with stopping(run_rows(quiet, rows, options, sampling, concurrency=concurrency, stop_at_error=on_error == "stop", cancel=cancel)) as outcomes:  # Ctrl-C stops the inputs in flight
                     for row, outcome in outcomes:
+                        if cancel.is_set():  # an input in flight stopped: no result of it is given
+                            break
                         if "error" not in outcome:
                             result = outcome["result"]
                         else:
@@ -591,6 +645,10 @@ class Generator:
                             fatal = result
                             break
                         yield result
+                if cancel.is_set():  # stopped or closed: the inputs in flight have stopped
+                    if stop is not None and stop.is_set():
+                        raise stop_event_set()
+                    return
                 if fatal is not None:  # raised once the inputs in flight beside it have stopped
                     raise fatal
             if invalid is not None:
@@ -598,25 +656,54 @@ class Generator:
             if len(rows) < size:
                 return
 
-    def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    def __call__(self, inputs: Any, sampling: dict[str, Any] | None = None, *, stop: Any = None, **options: Any) -> dict[str, Any]:
         """Run the task on one input; returns its result dict. `sampling`: sampling settings
         (`{"max_tokens": 60, "temperature": 0}`); the task's options are keywords, listed with
-        their defaults by `help(type(generator))`."""
+        their defaults by `help(type(generator))`. `stop`: a `threading.Event` (anything with
+        `is_set()`) that another thread sets to stop the call at its next step (decoding step, part,
+        engine request); the call then raises `aigc.errors.StoppedError`."""
+        check_stop(stop)
         self.check_settings(sampling)
         self.check_sampled(sampling)
         opts = self.validate(options)
         self.check_sampling(opts, sampling)
         self.warn_greedy(opts, sampling)
         self.check_inputs(inputs)
-        prepared = self.preprocess(inputs, opts)
-        raw = self.forward(prepared, opts, sampling or {})
-        result = self.postprocess(raw, opts)
+        with stoppable(stop), self.decoding():
+            prepared = self.preprocess(inputs, opts)
+            raw = self.forward(prepared, opts, sampling or {})
+            result = self.postprocess(raw, opts)
         if not isinstance(result, dict):  # a plugin's bug, named before a caller writes it as a result
             raise PluginError(f"generator {self.name!r}{self.by_plugin()} returned {type_name(result)} where a dict of results is due; its postprocess must return a dict")
         if not _quiet.get():
             for note in self.notes(result, opts):
                 warn(note)
         return result
+
+    def decoding(self) -> contextlib.AbstractContextManager:
+        """While in the block, `progress` (where one is given) is told `(steps, max_tokens,
+        "decoding")` after each decoding step of a local model's call: the tokens decoded so far in
+        that call, of at most max_tokens (it may end sooner); each call counts from 1 again."""
+        if self.progress is _no_progress:
+            return contextlib.nullcontext()
+        progress = self.progress
+        return ticking(lambda steps, most, finished, rows: progress(steps, most, DECODING))
+
+    def rows_told(self, before: int, total: int, what: str) -> contextlib.AbstractContextManager:
+        """While in the block, `progress` (where one is given) is also told `(before + rows ended,
+        total, what)` as the rows of a local model's batched call end, one by one."""
+        if self.progress is _no_progress:
+            return contextlib.nullcontext()
+        progress, outer, told = self.progress, ticks(), [0]
+
+        def tick(steps: int, most: int, finished: int, rows: int) -> None:
+            if outer is not None:
+                outer(steps, most, finished, rows)
+            if finished > told[0]:
+                told[0] = finished
+                progress(before + finished, total, what)
+
+        return ticking(tick)
 
     def by_plugin(self) -> str:
         """` (plugin 'NAME')` when a plugin registered this generator's class, for errors that name it."""
@@ -647,6 +734,43 @@ class Generator:
             f"the {self.name} generator{self.by_plugin()} does not define {method}; "
             "a generator defines preprocess, forward and postprocess (docs/plugins.md)"
         )
+
+
+_Result = typing.TypeVar("_Result")
+
+
+class Results(collections.abc.Iterator, typing.Generic[_Result]):
+    """What `imany` returns: its results, in input order, as they are ready. `close()` stops the
+    inputs in flight, from the thread iterating it or from another one (a stop button's): it
+    returns at once, and the iterating thread's loop ends once they have stopped. A `with` block
+    closes it at its end."""
+
+    def __init__(self, results: collections.abc.Generator, closed: StopSignal):
+        self._results = results
+        self._closed = closed
+        self._running = threading.Lock()  # held while a result is waited for: a close() from another thread then leaves the end to it
+
+    def __iter__(self) -> Results[_Result]:
+        return self
+
+    def __next__(self) -> _Result:
+        with self._running:
+            return next(self._results)
+
+    def close(self) -> None:
+        """Stop the inputs in flight; no result is given after."""
+        self._closed.set()
+        if self._running.acquire(blocking=False):
+            try:
+                self._results.close()
+            finally:
+                self._running.release()
+
+    def __enter__(self) -> Results[_Result]:
+        return self
+
+    def __exit__(self, *raised: object) -> None:
+        self.close()
 
 
 def _blamed_prepare(prepare: Callable) -> Callable:

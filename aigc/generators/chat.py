@@ -18,7 +18,7 @@ from ..json_schemas import answer_texts
 from ..template_files import foreign_host
 from ..textio import readable_name
 from ..writing import check_writable
-from .base import Generator, check_varied, coerce_value, get_generator, type_name
+from .base import Generator, check_stop, check_varied, coerce_value, get_generator, type_name
 from .template import checked_values, pattern_option_settings
 
 TUNABLE = {
@@ -216,19 +216,35 @@ class ChatGenerator(Generator):
             "usage": usage_of(completions), **extra,
         }
 
-    def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
+    def stream(self, inputs: str | list[dict], sampling: dict[str, Any] | None = None, *, stop: Any = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated, then its whole result (`AnswerStream`,
-        `result` what calling the generator returns); bad inputs or settings fail at the call."""
+        `result` what calling the generator returns); bad inputs or settings fail at the call. Where
+        the model is not loaded yet, it returns at once: the model loads, and the prompt is checked
+        against its context, when the first piece is asked for. `stop`: a `threading.Event` that
+        stops it from any thread (`AnswerStream.stopping_on`)."""
+        check_stop(stop)
         self.check_settings(sampling)
         opts = self.validate(options)
         self.warn_greedy(opts, sampling)
         self.check_inputs(inputs)
         messages, defaults = self.preprocess(inputs, opts)
-        params = self.reply_params(sampling, defaults)
-        if params.n > 1:
-            raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {params.n}; call the generator itself for several")
-        fitted = self.fit(messages, params.max_tokens, self.pattern_at(messages, opts))
-        return AnswerStream.of_engine(self.engine, fitted, params, lambda completion: self.postprocess((messages, len(messages) - len(fitted), [completion], params), opts))
+        n = self.sampling(sampling, defaults).n
+        if n > 1:
+            raise OptionError("n", f"must be 1 to stream (one answer comes as it is written), got {n}; call the generator itself for several")
+        kept: list = []
+
+        def start() -> tuple[Any, list[dict], Any]:
+            params = self.reply_params(sampling, defaults)
+            kept[:] = [self.fit(messages, params.max_tokens, self.pattern_at(messages, opts)), params]
+            return self.engine, kept[0], params
+
+        def finish(completion: Any) -> dict[str, Any]:
+            fitted, params = kept
+            return self.postprocess((messages, len(messages) - len(fitted), [completion], params), opts)
+
+        if self._engine is None:
+            return AnswerStream.of_engine_later(start, finish).stopping_on(stop)
+        return AnswerStream.of_engine(*start(), finish).stopping_on(stop)
 
 
 def _filled(text: str, parts: list[str]) -> bool:

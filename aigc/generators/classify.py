@@ -21,7 +21,7 @@ from typing import Any, Collection, Iterable, Sequence
 
 from .. import templates
 from ..errors import AigcWarning, BadInputError, ContextLengthError, ContinuationLengthError, OptionError, UnknownLabelError, option
-from .base import Generator, _no_progress, listed, names_text, note, quiet_notes, type_name
+from .base import Generator, _no_progress, check_stop, listed, names_text, note, quiet_notes, stoppable, type_name
 from .classify_examples import METHODS, ExampleModel, cache_path, cached_prior, demonstrations, fit_examples, label_name, prior_path, read_examples
 
 CONTENT_FREE = ("N/A", "?", "Lorem ipsum")  # picked on the tuning parts (README)
@@ -287,22 +287,31 @@ class ClassifyGenerator(Generator):
             self.example_model(opts)
         self.engine  # noqa: B018 - loads the model
 
-    def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    def __call__(self, inputs: str, sampling: dict[str, Any] | None = None, *, stop: Any = None, **options: Any) -> dict[str, Any]:
         """Classify one text; returns `{"label": ..., "scores": {label: p}, "method": ..., "calibration": ...}`
         (`labels`, a list, with `multi_label`). Nothing is sampled, so `sampling` must be empty; the
-        options are keywords, listed with their defaults by `help(type(generator))`."""
+        options are keywords, listed with their defaults by `help(type(generator))`. `stop`: a
+        `threading.Event`, as `Generator.__call__` takes."""
+        check_stop(stop)
         self.check_settings(sampling)
         self.check_sampled(sampling)  # nothing is sampled: a setting given would change nothing
         self.check_inputs(inputs)  # one text: its error names no position
-        return self.classify_many([inputs], **options)[0]
+        return self.classify_many([inputs], stop=stop, **options)[0]
 
-    def classify_many(self, texts: Iterable[str], **options: Any) -> list[dict[str, Any]]:
-        """Classify many texts with one set of options; they are scored together in batches."""
+    def classify_many(self, texts: Iterable[str], *, stop: Any = None, **options: Any) -> list[dict[str, Any]]:
+        """Classify many texts with one set of options; they are scored together in batches. `stop`:
+        a `threading.Event` that, set from another thread, stops the scoring at its next batch
+        (raising `aigc.errors.StoppedError`)."""
+        check_stop(stop)
         opts = self.validate(options)
         texts = listed(texts, "classify_many takes a list of texts", "; classify one text with the generator itself")
         if not texts:
             return []
         self.check_each(texts)
+        with stoppable(stop):
+            return self._classified(texts, opts)
+
+    def _classified(self, texts: list[str], opts: ClassifyOptions) -> list[dict[str, Any]]:
         prepared = self.preprocess(texts, opts)
         try:
             raws = self.forward(prepared, opts, {})

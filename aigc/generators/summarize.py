@@ -211,7 +211,8 @@ class SummarizeGenerator(Generator):
                 templates.render(template, {"text": t, "words": words, "format": opts.format, **written}).messages for t in batch
             ]
             self._check_fits(max(map(self.engine.count_tokens, prompts)), params.max_tokens, size, opts, sampling, final, written)
-            outputs += [group[0] for group in self.engine.generate(prompts, params)]
+            with self.rows_told(start, len(texts), stage):  # each part as its summary ends
+                outputs += [group[0] for group in self.engine.generate(prompts, params)]
         self.progress(len(texts), len(texts), stage)
         return outputs
 

@@ -10,7 +10,7 @@ from ..answer_stream import AnswerStream
 from ..errors import BadInputError, OptionError, did_you_mean
 from ..engine.base import check_fits, usage_of
 from ..json_schemas import answer_texts
-from .base import Generator, check_varied, coerce_value, type_name
+from .base import Generator, check_stop, check_varied, coerce_value, type_name
 
 
 def pattern_option_settings(opts: Any) -> dict[str, Any]:
@@ -125,9 +125,11 @@ class TemplateGenerator(Generator):
     def preprocess(self, inputs: dict[str, Any] | str, opts: TemplateOptions):
         return render_inputs(inputs, opts)
 
-    def stream(self, inputs: dict[str, Any] | str, sampling: dict[str, Any] | None = None, **options: Any) -> AnswerStream:
+    def stream(self, inputs: dict[str, Any] | str, sampling: dict[str, Any] | None = None, *, stop: Any = None, **options: Any) -> AnswerStream:
         """The answer as text pieces while it is generated (one answer, not held to a schema), then
-        its whole result, as chat's; bad inputs or settings fail at the call."""
+        its whole result, as chat's; bad inputs or settings fail at the call; where the model is not
+        loaded yet, it loads (and the prompt is checked against its context) at the first piece. `stop`, as chat's."""
+        check_stop(stop)
         self.check_settings(sampling)
         opts = self.validate(options)
         self.warn_greedy(opts, sampling)
@@ -136,8 +138,17 @@ class TemplateGenerator(Generator):
         params = self.sampling(sampling, rendered.defaults)
         if params.n > 1 or params.json_schema is not None:
             raise BadInputError("a streamed answer is one answer, not held to a schema; call the generator itself for those")
-        check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
-        return AnswerStream.of_engine(self.engine, rendered.messages, params, lambda completion: self.postprocess((rendered.messages, [completion], params), opts))
+
+        def start() -> tuple[Any, Any, Any]:
+            check_fits(self.engine, self.engine.count_tokens(rendered.messages), params.max_tokens)
+            return self.engine, rendered.messages, params
+
+        def finish(completion: Any) -> dict[str, Any]:
+            return self.postprocess((rendered.messages, [completion], params), opts)
+
+        if self._engine is None:
+            return AnswerStream.of_engine_later(start, finish).stopping_on(stop)
+        return AnswerStream.of_engine(*start(), finish).stopping_on(stop)
 
     def forward(self, rendered, opts: TemplateOptions, sampling: dict[str, Any]):
         params = self.sampling(sampling, rendered.defaults)

@@ -526,7 +526,8 @@ class TranslateGenerator(Generator):
         places = {id(segment): at for at, segment in enumerate(segments)}
         self.progress(len(done), len(segments), "translating")
         for group in self._groups([segment for at, segment in enumerate(segments) if at not in done], opts):
-            self._translate(group, opts, sampling, template)
+            with self.rows_told(len(done), len(segments), "translating"):  # each sentence as its translation ends
+                self._translate(group, opts, sampling, template)
             self._translate_in_parts([s for s in group if not keeps_markup(s.source, s.translation)], opts, sampling, template)
             done.update(places[id(segment)] for segment in group)
             if self.checkpoint is not None and len(done) < len(segments):  # none is needed after the last

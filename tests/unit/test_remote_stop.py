@@ -187,3 +187,32 @@ def test_cancelling_the_task_reading_an_astream_of_a_remote_model_closes_its_req
 
     first, stream = asyncio.run(main())
     assert (first, stream.text, stream.finish_reason) == ("Bees", "Bees", "cancelled")
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_stop_event_set_from_another_thread_cuts_a_remote_call_and_a_retry_wait(server, busy):
+    from aigc.errors import StoppedError
+
+    server.busy = busy  # a 429 with Retry-After: 5, waited out before trying again, is cut short too
+    stop = threading.Event()  # a plain Event (not aigc's own): looked at while the request is in flight
+    threading.Thread(target=lambda: server.reached("asked", 1) and stop.set(), daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(StoppedError):
+        aigc.generate("chat", "Bees", model=server.model, stop=stop)
+    assert time.monotonic() - started < 3 and server.asked == 1
+    assert busy or server.reached("gone", 1, PATIENCE / 2)  # the connection was shut: the server stops generating
+    assert running("aigc remote request") == [] and running("aigc stop watcher") == []
+
+
+def test_a_stop_event_stops_a_remote_stream_after_its_first_piece(server):
+    from aigc.errors import StoppedError
+
+    stop = threading.Event()
+    stream = aigc.stream("chat", "Bees", model=server.model, stop=stop)
+    assert next(stream) == "Bees"
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(StoppedError):
+        next(stream)
+    assert time.monotonic() - started < 3 and server.reached("gone", 1, PATIENCE / 2)
+    assert (stream.text, stream.finish_reason) == ("Bees", "cancelled")
