@@ -8,7 +8,7 @@ import hashlib
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import locks
 from .batch_inputs import Row, id_key, row_sampling
@@ -298,16 +298,26 @@ _held = threading.local()  # the outputs this thread holds
 
 
 @contextlib.contextmanager
-def writing(output: str | Path) -> Iterator[None]:
-    """Hold `output` for this run, so that a second `aigc batch` on it fails at once: the CLI holds
-    it from before the model loads to the end. Holding it again in the same thread changes nothing."""
+def writing(output: str | Path, waiting: Callable[[], None] | None = None, timeout: float | None = None) -> Iterator[None]:
+    """Hold `output` for this run, so that a second `aigc batch` on it fails at once (a `BusyError`):
+    the CLI holds it from before the model loads to the end. With `waiting`, it calls `waiting()` and
+    waits its turn instead, for at most `timeout` seconds where given (then a `BusyError` too).
+    Holding it again in the same thread changes nothing."""
     mine = _held.__dict__.setdefault("outputs", set())
     key = str(Path(output).resolve())
     if streams(output) or key in mine:
         yield
         return
-    busy = f"{output} is being written by another aigc batch; wait for it to end, or give another -o"
-    with locks.held(output, busy, BusyError):
+    busy = f"{output} is being written by another aigc batch; wait for it to end (--wait), or give another -o"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locks.held(output, busy, BusyError))
+        except BusyError:
+            if waiting is None:
+                raise
+            waiting()
+            still = f"{output} is still being written by another aigc batch after waiting {timeout:g} s; wait longer (a higher --wait-timeout, or none), or give another -o" if timeout is not None else ""
+            stack.enter_context(locks.held(output, still, BusyError, wait=True, timeout=timeout))
         mine.add(key)
         try:
             yield

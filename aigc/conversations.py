@@ -229,11 +229,12 @@ def deleted(path: Path) -> ConversationDeletedError:
 
 
 @contextmanager
-def in_use(path: Path, existing: bool = False, waiting=None):
+def in_use(path: Path, existing: bool = False, waiting=None, timeout: float | None = None):
     """Hold the conversation at `path` for this process, so that a second `aigc chat` (or a
     `ChatSession`, see `held_for_session`) on it fails at once instead of both rewriting the file
     (and `none_open` refuses to delete it); with `waiting`, it calls `waiting()` and waits its turn
-    instead. `existing`: it was there when the chat picked it, so one deleted before the hold is a
+    instead, for at most `timeout` seconds where given (then a `ConversationOpenError` too).
+    `existing`: it was there when the chat picked it, so one deleted before the hold is a
     `ConversationDeletedError`."""
     with ExitStack() as stack:
         try:
@@ -242,7 +243,8 @@ def in_use(path: Path, existing: bool = False, waiting=None):
             if waiting is None:
                 raise
             waiting()
-            stack.enter_context(locks.held(path, wait=True))
+            still = f"{path} is still in use by another aigc chat after waiting {timeout:g} s; wait longer (a higher --wait-timeout, or none) or pick another --session" if timeout is not None else ""
+            stack.enter_context(locks.held(path, still, ConversationOpenError, wait=True, timeout=timeout))
         if existing and not Path(path).is_file():
             raise deleted(path)
         token = _held_here.set((*_held_here.get(), Path(path).resolve()))

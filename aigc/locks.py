@@ -34,9 +34,10 @@ def _key(path: Path) -> str:
 
 
 @contextmanager
-def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInputError, wait: bool = False):
+def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInputError, wait: bool = False, timeout: float | None = None):
     """Hold `path` for this process while the block runs; a second holder fails at once with
-    `error(busy)`, or with `wait` waits its turn (for a short read-modify-write). The lock is a file
+    `error(busy)`, or with `wait` waits its turn (for a short read-modify-write), for at most
+    `timeout` seconds where given (then it fails so too). The lock is a file
     beside `path` (`lock_file`), so it outlives the file being replaced by a rename; it is freed when
     the process ends, and skipped where the file system has no locks (`flock`; `msvcrt.locking` on
     Windows). As the block ends its lock file goes, while still held: one that another process
@@ -44,6 +45,7 @@ def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInput
     (Windows deletes no open file: there it goes once let go of, unless another process has it
     open). Yields whether it is held (False where it was skipped)."""
     locked, handle = False, None
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     while True:
         try:
             name = lock_file(path)
@@ -51,7 +53,7 @@ def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInput
         except (OSError, BadInputError):  # a lock is a safety net, not a requirement
             break
         try:
-            _lock(handle, wait)
+            _lock(handle, wait, deadline)
         except BlockingIOError:
             handle.close()
             raise error(busy) from None
@@ -83,25 +85,38 @@ def _open(name: Path):
         return open(name)
 
 
-def _lock(handle, wait: bool) -> None:
+def _lock(handle, wait: bool, deadline: float | None = None) -> None:
     """Lock the open lock file `handle` for this process: BlockingIOError where another holds it (with
-    `wait`, once it is let go of), another OSError where the file system has no locks."""
+    `wait`, once it is let go of, or where it still holds it at `deadline`, a `time.monotonic()`),
+    another OSError where the file system has no locks."""
     try:
         import fcntl
     except ImportError:  # Windows: a lock on the file's first byte (`handle` is at 0: nothing is written to it)
         import msvcrt
 
-        while True:  # LK_LOCK would give up after 10 s
+        def attempt() -> None:
             try:
                 msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-                return
             except OSError as exc:
                 if exc.errno not in (errno.EACCES, errno.EDEADLOCK):
                     raise
-                if not wait:
-                    raise BlockingIOError(exc.errno, exc.strerror) from None
-            time.sleep(0.05)
-    fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                raise BlockingIOError(exc.errno, exc.strerror) from None
+    else:
+        if wait and deadline is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            return
+
+        def attempt() -> None:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    while True:  # tried again and again (Windows' LK_LOCK would give up after 10 s)
+        try:
+            attempt()
+            return
+        except BlockingIOError:
+            if not wait or (deadline is not None and time.monotonic() >= deadline):
+                raise
+        time.sleep(0.05 if deadline is None else min(0.05, max(0.0, deadline - time.monotonic())))
 
 
 def _unlock(handle) -> None:

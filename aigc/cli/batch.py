@@ -13,7 +13,7 @@ from ..writing import STDOUT, output_target
 from . import complete, examples
 from ..generators.base import coerce_value
 from .lines import first_few, given_back_note, missed_note
-from .options import PARAMETERS, InputFormat, RunOptions, Schema, generation_options, read_schema_option, source_or_stdin
+from .options import PARAMETERS, InputFormat, RunOptions, Schema, Wait, WaitTimeout, generation_options, read_schema_option, source_or_stdin, waiting_limit
 from .command_defaults import DefaultsCommand
 
 
@@ -62,6 +62,8 @@ def batch(
     schema: Schema = None,
     escape_formulas: Annotated[bool, typer.Option("--escape-formulas/--no-escape-formulas", help="In a .csv or .tsv -o, put a ' before text beginning with = + - @, a tab or CR, so a spreadsheet runs no formula; --no-escape-formulas writes every cell as it is, for a table that goes back into a build or translation system (\"+ Add item\", \"@mention\"), not into a spreadsheet.")] = True,
     bom: Annotated[Optional[bool], typer.Option("--bom/--no-bom", help="Start a .csv or .tsv -o with a UTF-8 byte-order mark, which Excel needs to read UTF-8, or not, for awk, cut and csv readers (default: a new .csv has one, a .tsv none; a rerun keeps what the table has).", show_default=False)] = None,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = None,
     *,
     run: RunOptions,
 ) -> None:
@@ -138,7 +140,9 @@ def batch(
     generator.check_sampling(opts, run.sampling())
     generator.warn_greedy(opts, run.sampling())
     check_inputs(generator, rows, field, STDIN if input == "-" else input, options)
-    with writing(output), ui.prints_to_stderr():  # held while the model loads: a second run on it is refused at once; what generator code prints goes to stderr
+    wait, limit = waiting_limit(wait, wait_timeout)
+    waiting = (lambda: ui.info(f"(waiting for another aigc batch to finish writing {shown})")) if wait and target else None
+    with writing(output, waiting, limit), ui.prints_to_stderr():  # held while the model loads: a second run on it is refused at once; what generator code prints goes to stderr
         pending = pending_rows(rows, output, generator, options, run.sampling(), (field, id_field), plain, retry_failed)
         prepared = needs_model(pending)
         if prepared:

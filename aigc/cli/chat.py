@@ -22,7 +22,7 @@ from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
 from .command_defaults import DefaultsCommand
-from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text, weights_of
+from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, Wait, WaitTimeout, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text, waiting_limit, weights_of
 
 REPL_HELP = """Commands:
   /help, /?        this help
@@ -79,7 +79,8 @@ def chat(
     session: Annotated[Optional[str], typer.Option("--session", "-S", help="Go on from a named session (or a .json file) and save the conversation to it after each reply; `aigc sessions` lists them.")] = None,
     resume: Annotated[bool, typer.Option("--continue", "-c", help="Go on from the most recent conversation: a one-shot or REPL chat (kept while answers are logged) or a named session.")] = False,
     cid: Annotated[Optional[str], typer.Option("--cid", metavar="ID", help="Go on from the conversation with this id, as `aigc logs` shows it (after 'session').")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for a conversation another aigc chat is using to be free (without it: exit 75, busy).")] = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = None,
     files: Annotated[Optional[list[str]], typer.Option("--file", "-f", metavar="FILE", help="A text file the prompt is about, put before it with its name (repeatable); in a chat session, added to the first message. Piped stdin is still read and added: in a `while read` loop give `< /dev/null`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {model, text, finish_reason, usage, conversation} as JSON (one-shot only; session: PATH instead of conversation with --session; with --schema, data too; choices where the template asks for several answers).")] = False,
     schema: Schema = None,
@@ -122,8 +123,9 @@ def chat(
         path, existing = _new_conversation(), False
     if path is None:
         return _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
+    wait, limit = waiting_limit(wait, wait_timeout)
     waiting = (lambda: ui.info(f"(waiting for another aigc chat to finish with {conversations.described(path)})")) if wait else None
-    with conversations.in_use(path, existing, waiting):  # held while the chat runs; one deleted since it was picked is not made again
+    with conversations.in_use(path, existing, waiting, limit):  # held while the chat runs; one deleted since it was picked is not made again
         _remember(path)
         _chat(prompt, piped, attached, system, template, variables, as_json, run, path, keep, code, no_variable_replacement)
 

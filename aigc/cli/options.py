@@ -393,6 +393,19 @@ def read_schema_option(value: Optional[str]) -> Optional[dict]:
     return schema
 
 
+# --wait and --wait-timeout: what a command that holds a file against a second aigc (chat's conversation, batch's -o) takes.
+Wait = Annotated[bool, typer.Option("--wait", help="Where another aigc is using the same conversation (chat) or -o file (batch), wait for it to finish instead of exiting 75 (busy).")]
+WaitTimeout = Annotated[
+    Optional[float],
+    typer.Option("--wait-timeout", metavar="SECONDS", min=0, help="Wait at most SECONDS (implies --wait), then exit 75, busy, as without --wait; default: --wait waits as long as it takes.", show_default=False),
+]
+
+
+def waiting_limit(wait: bool, wait_timeout: Optional[float]) -> tuple[bool, Optional[float]]:
+    """(whether to wait, for at most how many seconds) from --wait and --wait-timeout, which implies --wait."""
+    return wait or wait_timeout is not None, wait_timeout
+
+
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking first (aigc asks only when its input is a terminal).")]
 
 

@@ -25,7 +25,8 @@ the key goes on only to the same origin (or its https), as the OpenAI SDK's http
 - Calls told to stop (`base.stop_when`: Ctrl-C in `generator.many` or `aigc batch`, a cancelled
   `agenerate`, a closed `astream`) shut their connections in flight, so the server sees the client
   go away (vLLM, llama.cpp, ollama and `aigc serve` stop generating then), and raise
-  `asyncio.CancelledError` at once, as a local engine's do.
+  `asyncio.CancelledError` at once, as a local engine's do; a connect under way (to a host that does
+  not answer) or a TLS handshake is cut so too (a DNS lookup is not: it ends within its own timeout).
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ class _Connections:
             for sock in self._sockets:
                 _shut_down(sock)
 
+    @property
+    def is_shut(self) -> bool:
+        return self._shut
+
     def close(self) -> None:
         with self._lock:
             for sock in self._sockets:
@@ -132,14 +137,42 @@ def _shut_down(sock: socket.socket) -> None:
 _watching: ContextVar[_Connections | None] = ContextVar("aigc_remote_connections", default=None)  # the request being opened in this context
 
 
+def _connect(connections: _Connections, address: tuple[str, int], timeout: Any, source_address: Any = None) -> socket.socket:
+    """`socket.create_connection`, each socket joining `connections` before it connects, so that
+    `shut()` cuts a connect under way (to a host that does not answer) and, for https, the TLS
+    handshake after it, at once rather than after the timeout; once shut, no other address is tried."""
+    host, port = address
+    error: OSError | None = None
+    for family, kind, proto, _, where in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            connections.add(sock)
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined] - http.client's default, as create_connection takes it
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            if not connections.is_shut:
+                sock.connect(where)
+            if connections.is_shut:  # shut before the connect began, or as it ended
+                raise ConnectionAbortedError("the request was stopped")
+            return sock
+        except OSError as exc:
+            sock.close()
+            if connections.is_shut:
+                raise
+            error = exc
+    raise error or OSError(f"getaddrinfo found no address for {host}")
+
+
 class _Watched:
-    """An http.client connection whose socket joins the `_Connections` of the request being opened in
-    this context (once connected; with https, once the TLS handshake is done)."""
+    """An http.client connection whose sockets join the `_Connections` of the request being opened in
+    this context as they are made (`_connect`): shutting them cuts the connect, the TLS handshake
+    and the wait for the answer alike."""
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
         if (connections := _watching.get()) is not None:
-            connections.add(self.sock)  # type: ignore[attr-defined]
+            self._create_connection = lambda address, timeout, source_address=None: _connect(connections, address, timeout, source_address)
+        super().connect()  # type: ignore[misc]
 
 
 class _WatchedHTTP(_Watched, http.client.HTTPConnection):

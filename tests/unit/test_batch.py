@@ -843,7 +843,7 @@ def test_an_output_another_run_is_writing_is_refused(tmp_path):
     source.write_text("one.\n")
     out = tmp_path / "out.jsonl"
     with locks.held(out, "busy"):
-        with pytest.raises(BusyError, match="being written by another aigc batch; wait for it to end, or give another -o$"):
+        with pytest.raises(BusyError, match="being written by another aigc batch; wait for it to end \\(--wait\\), or give another -o$"):
             run_batch(summarizer(FakeEngine()), read_rows(source), out, {})
         with pytest.raises(BadInputError, match="being written by another aigc batch"):  # the CLI asks before the model loads
             pending_rows(read_rows(source), out, summarizer(FakeEngine()), {})

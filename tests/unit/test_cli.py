@@ -4289,3 +4289,56 @@ def test_several_files_or_a_folder_given_a_one_document_command_name_the_batch_w
     assert (code, lines) == (2, [f"Error: {tmp_path} is a folder; `aigc batch {command} {tmp_path} -o OUT.jsonl` runs {command} on each document in it (.txt, .md, .html, subtitles), one JSON line each"])
     code, lines = bad(command, "some", "words", "-m", "echo")  # no files: click's own message
     assert code == 2 and "batch" not in lines[0]
+
+
+def test_chat_wait_timeout_gives_up_busy_after_it(tmp_path):
+    import time
+
+    from aigc import conversations
+
+    path = tmp_path / "talk.json"
+    with conversations.in_use(path):  # another aigc chat has it open
+        started = time.monotonic()
+        busy = invoke("chat", "-S", str(path), "-m", "echo", "--wait-timeout", "0.3", "hi")
+        waited = time.monotonic() - started
+    assert busy.exit_code == 75 and 0.3 <= waited < 10
+    assert busy.stderr.splitlines()[-1] == f"Error: {path} is still in use by another aigc chat after waiting 0.3 s; wait longer (a higher --wait-timeout, or none) or pick another --session"
+    assert "(waiting for another aigc chat to finish with" in busy.stderr  # --wait-timeout implies --wait
+    assert invoke("chat", "-S", str(path), "-m", "echo", "--wait-timeout", "-1", "hi").exit_code == 2
+
+
+def test_batch_wait_takes_its_turn_at_an_output_another_run_writes_and_wait_timeout_gives_up_busy(tmp_path, monkeypatch):
+    import threading
+
+    from aigc import locks
+    from aigc.cli import batch
+
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    out = tmp_path / "out.jsonl"
+    args = ("batch", "chat", "-i", str(tmp_path / "in.txt"), "-o", str(out), "-m", "echo")
+    with locks.held(out, "busy"):  # another aigc batch writing it
+        assert invoke(*args).exit_code == 75
+        busy = invoke(*args, "--wait-timeout", "0.2")
+    assert busy.exit_code == 75 and busy.stderr.splitlines()[-1] == f"Error: {out} is still being written by another aigc batch after waiting 0.2 s; wait longer (a higher --wait-timeout, or none), or give another -o"
+    holding, free = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with locks.held(out, "busy"):
+            holding.set()
+            free.wait(30)
+
+    info = batch.ui.info
+
+    def said(message):  # the waiting run says so, then the other one ends
+        info(message)
+        if message.startswith("(waiting for another aigc batch"):
+            free.set()
+
+    monkeypatch.setattr(batch.ui, "info", said)
+    thread = threading.Thread(target=other)
+    thread.start()
+    holding.wait(30)
+    done = invoke(*args, "--wait")
+    thread.join()
+    assert done.exit_code == 0 and f"(waiting for another aigc batch to finish writing {out})" in done.stderr
+    assert [json.loads(line)["result"]["text"] for line in out.read_text().splitlines()] == ["one", "two"]

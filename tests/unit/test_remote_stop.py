@@ -216,3 +216,63 @@ def test_a_stop_event_stops_a_remote_stream_after_its_first_piece(server):
         next(stream)
     assert time.monotonic() - started < 3 and server.reached("gone", 1, PATIENCE / 2)
     assert (stream.text, stream.finish_reason) == ("Bees", "cancelled")
+def stopped_after(url: str, seconds: float = 0.3) -> tuple[BaseException | None, float]:
+    """Open a remote model at `url` (its GET /models) in a thread whose calls are told to stop after
+    `seconds`; what it raised and how long after the stop it ended (its timeout is 10 s)."""
+    from aigc.engine.base import stoppable_context
+    from aigc.engine.remote import OpenAIEngine
+
+    context, stop = stoppable_context()
+    raised: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            context.run(OpenAIEngine, url, "m", None, 10.0)
+        except BaseException as exc:  # noqa: BLE001 - what it raised is the result
+            raised.append(exc)
+
+    thread = threading.Thread(target=open_it, daemon=True)
+    thread.start()
+    time.sleep(seconds)
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(15)
+    return (raised[0] if raised else None), time.monotonic() - stopped_at
+
+
+@pytest.fixture
+def full_listener():
+    """A listening socket on this machine whose backlog is full (it never accepts): a connection to it
+    waits in its SYN, as one to a host that does not answer does."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    waiting = []
+    for _ in range(8):  # until a connection does not get through
+        client = socket.socket()
+        client.settimeout(0.2)
+        waiting.append(client)
+        try:
+            client.connect(listener.getsockname())
+        except TimeoutError:
+            break
+    else:
+        pytest.fail("the listener's backlog did not fill")
+    yield listener.getsockname()[1]
+    for sock in [*waiting, listener]:
+        sock.close()
+
+
+def test_a_stop_cuts_a_tcp_connect_in_progress_to_a_remote_model_at_once(full_listener):
+    raised, took = stopped_after(f"http://127.0.0.1:{full_listener}/v1")
+    assert isinstance(raised, asyncio.CancelledError)
+    assert took < 1.0  # not the 10 s timeout
+
+
+def test_a_stop_cuts_a_tls_handshake_in_progress_to_a_remote_model_at_once():
+    with socket.socket() as listener:  # connections complete in its backlog, but nothing answers the TLS hello
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        raised, took = stopped_after(f"https://127.0.0.1:{listener.getsockname()[1]}/v1")
+    assert isinstance(raised, asyncio.CancelledError)
+    assert took < 1.0
