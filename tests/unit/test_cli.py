@@ -3917,9 +3917,11 @@ def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monk
     if streamed:  # as on a terminal
         monkeypatch.setattr(chat_cli, "_streamed", lambda *args: True)
         monkeypatch.setattr(run_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
-    note = "Warning: the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
+    note = "the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
     result = invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log")  # the tiny random model's greedy answer does not end in 2 tokens
-    assert result.exit_code == 0 and note in result.stderr, result.output
+    assert result.exit_code == 0 and note in result.stderr and f"Warning: {note}" not in result.stderr, result.output  # a note: the limit given cut it
+    quiet = invoke("-q", *command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log")
+    assert quiet.exit_code == 0 and "cut off" not in quiet.stderr, quiet.output  # -q hides it
     if not streamed:
         shown = json.loads(invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log", "--json").stdout)
         assert shown["finish_reason"] == "length"
@@ -3936,6 +3938,8 @@ def test_the_cut_off_warning_names_a_templates_own_max_tokens(tiny_model_dir):
     for command in (["run", "short", "--var", "input=Plan two days in Rome."], ["chat", "-t", "short", "Plan two days in Rome."]):
         result = invoke(*command, "-m", str(tiny_model_dir), "--no-log")  # the tiny random model's greedy answer does not end in 2 tokens
         assert result.exit_code == 0 and note in result.stderr, result.output
+        quiet = invoke("-q", *command, "-m", str(tiny_model_dir), "--no-log")
+        assert note in quiet.stderr, quiet.output  # a limit the user never gave stays a warning, which -q keeps
         given = invoke(*command, "-m", str(tiny_model_dir), "--no-log", "--max-tokens", "2")
         assert "cut off at --max-tokens 2;" in given.stderr, given.output
 
