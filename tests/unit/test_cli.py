@@ -1152,6 +1152,23 @@ def test_a_command_option_before_the_command_says_where_it_goes(args, hint):
     assert code == 2 and lines == [f"Error: No such option: {args[0]} ({hint})"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["--version", "--json"], ["--json"], ["--seed", "1", "--version"], ["--help", "--json"], ["--version", "-m", "smollm2", "hi"]],
+)
+def test_a_command_option_with_no_command_named_says_it_is_a_commands(args):
+    name = next(arg for arg in args if arg not in ("--version", "--help"))  # the first unknown to aigc itself
+    code, lines = bad(*args)
+    assert code == 2 and lines == [f"Error: No such option: {name} ({name} is an option of a command: `aigc COMMAND {name}`; see `aigc --help`)"]
+
+
+def test_a_command_option_is_moved_after_the_command_only_where_it_reads_the_same():
+    assert bad("-t", "x", "logs") == (2, ["Error: No such option: -t (see `aigc --help`)"])  # logs' -t is a flag: `aigc logs -t x` would take x for text
+    assert bad("--temperature", "0.5", "--json", "models", "list") == (2, ["Error: No such option: --temperature (see `aigc --help`)"])  # models list has no --temperature
+    code, lines = bad("--max-tokens", "5", "--json", "chat", "hi")
+    assert code == 2 and lines == ["Error: No such option: --max-tokens (--max-tokens is an option of a command, given after it: `aigc chat --max-tokens 5 --json hi`)"]
+
+
 def test_an_option_the_command_does_not_have_gets_no_such_hint():
     for args in (["--bogus", "chat", "hi"], ["--schema", "x", "models", "list"]):  # models list has no --schema
         code, lines = bad(*args)
@@ -1168,6 +1185,8 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
     [
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
         (["chat", "hi", "-o", "answer.md"], "No such option: -o (the answer goes to stdout: `> answer.md` writes it to a file;"),  # -o FILE, as summarize takes
+        (["chat", "hi", "--output", "answer.md"], "No such option: --output (the answer goes to stdout: `> answer.md` writes it to a file;"),
+        (["similar", "--output=out.txt", "a", "b"], "No such option: --output (the answer goes to stdout: `> out.txt` writes it to a file;"),
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
         (["chat", "-n", "hi"], "-n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
         (["run", "chat", "-n", "-m", "echo"], "-n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
@@ -1234,6 +1253,7 @@ def test_text_that_starts_with_a_dash_says_to_give_it_after_double_dash():
         (["list"], "No such command 'list'. Did you mean `aigc models list`?"),  # ollama list, pull, show
         (["pull", "smollm2"], "No such command 'pull'. Did you mean `aigc models pull`?"),
         (["show", "smollm2"], "No such command 'show'. Did you mean `aigc models info`?"),
+        (["version"], "No such command 'version'. Did you mean `aigc --version`?"),  # llm's, ollama's: not click's guess, sessions
         (["summarise"], "No such command 'summarise'. Did you mean 'summarize'?"),  # typer's own guess stays
     ],
 )
