@@ -403,17 +403,21 @@ def disk_size(path: Path) -> int:
 
 
 def describe(ref: ModelRef) -> dict:
-    """Facts about a model for `aigc models info`, read without loading weights."""
+    """Facts about a model for `aigc models info`, read without loading weights; for your alias, the
+    model it names (`alias_of`), and whether that is the default (also where the default is named otherwise)."""
     from .diffusion import default_image_model
 
+    aliases = config.model_aliases()
+    named = lambda name: aliases.get(name, name)  # noqa: E731 - your alias (`aigc models alias`) is its model
     info = {
         "name": ref.name,
+        **({"alias_of": aliases[ref.name]} if ref.name in aliases else {}),
         "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",
         "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
         "description": ref.spec.description if ref.spec else "answers with the text its prompt was made from, for tests (aigc.testing.EchoEngine)" if ref.kind == "echo" else "",
         "installed": None if ref.kind == "remote" else ref.installed,  # nothing to install, as `models list` shows it
-        "default": ref.name == (default_image_model() if ref.image else config.default_model()),
+        "default": named(ref.name) == named(default_image_model() if ref.image else config.default_model()),
     }
     path = ref.cache_path or (Path(ref.location) if ref.kind in ("dir", "diffusers") else None)
     if path and (path / "config.json").is_file():

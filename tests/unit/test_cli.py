@@ -3250,6 +3250,7 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
         result = invoke("models", "default", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
     monkeypatch.setattr("aigc.engine.models._hub_cached", lambda *args: False)  # whatever this machine's hub cache holds
+    monkeypatch.setattr("aigc.engine.pulling.hub_offline", lambda: False)  # whatever HF_HUB_OFFLINE says
     image = invoke("models", "default", "--image", "sd-turbo")
     assert image.exit_code == 0 and "(sd-turbo is not installed yet: the first command to use it fetches it" in image.stderr
     assert "not installed" not in invoke("models", "default", str(tiny_model_dir)).stderr
@@ -3284,6 +3285,36 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
     listed = invoke("models", "list")  # one error, not first a warning for each setting it reads
     assert listed.exit_code == 2 and listed.stderr.startswith("Error: ") and listed.stderr.count("\n") == 1 and "is not valid TOML" in listed.stderr
+
+
+def test_models_default_warns_of_a_default_that_cannot_be_used_and_offers_text_models_only(tmp_path, monkeypatch):
+    from aigc.engine import pulling
+
+    shown = invoke("models", "default", env={"AIGC_DEFAULT_MODEL": "nonexist"})
+    assert shown.exit_code == 0 and shown.stdout == "nonexist\n"
+    assert "Warning: the default text model 'nonexist' (set by AIGC_DEFAULT_MODEL) cannot be used; change or unset AIGC_DEFAULT_MODEL." in shown.stderr, shown.output
+    assert "Warning" not in invoke("models", "default").stderr  # aigc's own, which can be used
+    unknown = invoke("models", "default", "bogus")
+    assert unknown.exit_code == 2 and "known aliases: " in unknown.stderr and "smollm2" in unknown.stderr and "sd-turbo" not in unknown.stderr, unknown.output  # no image model to pick
+    monkeypatch.setattr("aigc.engine.models._hub_cached", lambda *args: False)  # whatever this machine's hub cache holds
+    monkeypatch.setattr(pulling, "hub_offline", lambda: True)
+    offline = invoke("models", "default", "qwen2.5-0.5b")
+    assert offline.exit_code == 0 and "the first command to use it fetches it" not in offline.stderr, offline.output
+    assert "Warning: qwen2.5-0.5b is not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched" in offline.stderr
+    monkeypatch.setattr(pulling, "hub_offline", lambda: False)
+    assert "the first command to use it fetches it" in invoke("models", "default", "qwen2.5-0.5b").stderr
+
+
+def test_models_info_of_your_alias_says_which_model_it_names_and_whether_that_is_the_default(tiny_model_dir):
+    assert invoke("models", "alias", "small", "smollm2").exit_code == 0
+    info = json.loads(invoke("models", "info", "small", "--json").stdout)
+    assert (info["name"], info["alias_of"], info["default"]) == ("small", "smollm2", True)  # smollm2, aigc's own default
+    assert "alias_of:" in invoke("models", "info", "small").stdout
+    assert "alias_of" not in json.loads(invoke("models", "info", "smollm2", "--json").stdout)
+    assert invoke("models", "alias", "tiny", str(tiny_model_dir)).exit_code == 0
+    assert json.loads(invoke("models", "info", "tiny", "--json").stdout)["default"] is False
+    assert invoke("models", "default", "small").exit_code == 0  # the default named by the alias: the model it names is the default
+    assert json.loads(invoke("models", "info", "smollm2", "--json").stdout)["default"] is True
 
 
 def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir, tmp_path, monkeypatch):
