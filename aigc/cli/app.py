@@ -544,10 +544,12 @@ COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 def _completion(args: list[str], flag: str) -> None:
     """`aigc --show-completion [SHELL]` / `aigc --install-completion [SHELL]`: the completion script of
-    the shell named, printed or installed by typer (typer's flags take no value, and used the shell they
-    ran in whatever was named), else of the shell it runs in; a shell with none (`sh`) is a one-line
+    the shell named, printed or installed (`shell_completion`: typer's flags take no value, and used the
+    shell they ran in whatever was named), else of the shell it runs in; a shell with none (`sh`) is a one-line
     error, exit 2. Exits."""
-    from typer._completion_shared import _get_shell_name, get_completion_script, install
+    from typer._completion_shared import _get_shell_name
+
+    from . import shell_completion
 
     at = next(i for i, arg in enumerate(args) if arg.split("=", 1)[0] == flag)
     named = args[at].partition("=")[2] or (args[at + 1] if at + 1 < len(args) and not args[at + 1].startswith("-") else None)
@@ -557,10 +559,10 @@ def _completion(args: list[str], flag: str) -> None:
         ui.error(f"no completion script for {what}; name one of {', '.join(COMPLETION_SHELLS)}: `aigc {flag} zsh`")
         raise typer.Exit(2)
     if flag == "--show-completion":
-        ui.result(get_completion_script(prog_name="aigc", complete_var="_AIGC_COMPLETE", shell=shell))
+        ui.result(shell_completion.script(shell))
     else:
         try:
-            shell, path = install(shell=shell, prog_name="aigc", complete_var="_AIGC_COMPLETE")
+            path = shell_completion.install(shell)
         except OSError as exc:  # powershell not installed, a read-only home
             ui.error(f"could not install {shell} completion ({exc.strerror}: {exc.filename}); `aigc --show-completion {shell}` prints the script to install yourself")
             raise typer.Exit(1) from None

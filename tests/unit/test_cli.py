@@ -165,6 +165,40 @@ def test_shell_completion_of_models_lists_the_text_aliases_without_importing_tor
     assert imports_after([]) == "False False"
 
 
+def test_shell_completion_offers_named_remotes_sessions_and_languages(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('[remotes.lab]\nurl = "http://lab:8000/v1"\n')
+    (tmp_path / "data" / "sessions").mkdir(parents=True)
+    for name in ("trip", "work"):
+        (tmp_path / "data" / "sessions" / f"{name}.json").write_text("{}")
+    assert "remote:lab" in completions("aigc chat -m ") and completions("aigc serve -m rem") == ["remote:lab"]
+    assert "remote:lab" not in completions("aigc image -m ")  # a remote is no image model
+    for words in ("aigc chat -S ", "aigc chat --session ", "aigc sessions show ", "aigc sessions rm ", "aigc logs -S "):
+        assert completions(words) == ["trip", "work"], words
+    assert completions("aigc translate x --to pt") == ["pt", "pt-BR", "pt-PT"]
+    assert completions("aigc translate x --to Fr") == ["French"] and completions("aigc translate x --from au") == ["auto"]
+    assert completions("aigc summarize x -L j") == ["ja"] and completions("aigc headline --language Ger") == ["German"]
+
+
+def test_bash_completes_a_name_with_a_colon_as_one_word(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('[remotes.lab]\nurl = "http://lab:8000/v1"\n')
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "aigc").write_text(f'#!/bin/sh\nexec {sys.executable} -m aigc "$@"\n')
+    (tmp_path / "bin" / "aigc").chmod(0o755)
+    script = subprocess.run([sys.executable, "-m", "aigc", "--show-completion", "bash"], capture_output=True, text=True, timeout=60).stdout
+    asked = (  # as bash asks with its default COMP_WORDBREAKS, which breaks `remote:l` into remote, :, l
+        'COMP_LINE="aigc chat -m remote:l"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(aigc chat -m remote : l); COMP_CWORD=5\n'
+        '_aigc_completion aigc; echo "${COMPREPLY[*]}"\n'
+        'COMP_LINE="aigc chat -m "; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(aigc chat -m ""); COMP_CWORD=3\n'
+        '_aigc_completion aigc; echo "${COMPREPLY[*]}"\n'
+    )
+    done = subprocess.run(["bash", "-c", script + asked], env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}, capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[0] == "lab", done  # what replaces the `l` after the colon
+    assert "remote:lab" in lines[1].split() and "smollm2" in lines[1].split(), done
+
+
 def test_shell_completion_with_a_broken_settings_file_offers_nothing_and_prints_nothing(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text('aliases = "not a table"\n')
@@ -205,6 +239,26 @@ def test_install_completion_installs_the_script_of_the_shell_named(tmp_path, arg
     done = subprocess.run([sys.executable, "-m", "aigc", *argv], env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, "") and str(tmp_path / script) in done.stdout
     assert (tmp_path / script).read_text().startswith(starts) and not (tmp_path / ".bashrc").exists()
+
+
+def test_install_completion_for_zsh_adds_one_line_to_zshrc_and_no_zstyle(tmp_path):
+    (tmp_path / ".zshrc").write_text("source $ZSH/oh-my-zsh.sh")  # compinit runs in there already
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for _ in range(2):  # installed twice: the line once
+        done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "zsh"], env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (0, ""), done
+    zshrc = (tmp_path / ".zshrc").read_text()
+    assert zshrc.startswith("source $ZSH/oh-my-zsh.sh\n") and len(zshrc.splitlines()) == 2 and "zstyle" not in zshrc, zshrc
+    assert "source ~/.zfunc/_aigc" in zshrc and zshrc.count("compinit") == 2  # sourced where compinit ran; else run once: `autoload -Uz compinit && compinit`
+
+
+def test_install_completion_for_bash_sources_the_script_from_bashrc_once(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "bash"], env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (0, ""), done
+    script = tmp_path / ".bash_completions" / "aigc.sh"
+    assert (tmp_path / ".bashrc").read_text() == f"source '{script}'\n" and "_aigc_completion()" in script.read_text()
 
 
 def test_install_completion_of_a_shell_with_none_is_a_one_line_error(tmp_path):
