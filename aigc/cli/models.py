@@ -290,7 +290,7 @@ def _text_default(name: str) -> registry.ModelRef:
     """Model `name`, to be the default text model: an unknown one's error lists the text aliases (no
     image model is a choice), unless it is an image alias misspelt (sd-trubo): then that it means it."""
     try:
-        return registry.resolve(name, "text")
+        return registry.resolve(name, "text", to_run=False)
     except UnknownModelError:
         images = [alias for alias, (_, spec) in registry.registered_models().items() if spec.kind == "image"]
         if registry._meant(name, images + [alias for alias in config.model_aliases() if registry.alias_kind(alias) == "image"]):
