@@ -134,7 +134,8 @@ def print_table(table) -> None:
     """Print a rich `Table` on stdout without cutting a cell with "…" (a label, an alias, a name
     that is to be read or typed): on a terminal its cells wrap within the width (a long word folded),
     except those of a column kept to one line (`no_wrap`, a preview); elsewhere (a pipe, a log, CI)
-    it is as wide as its cells need, each row on one line, whatever COLUMNS says."""
+    it is as wide as its cells need, each row on one line, whatever COLUMNS says, and with no spaces
+    padding its lines' ends (noise for `diff`, `grep -x`)."""
     from rich.console import Console
     from rich.measure import Measurement
 
@@ -142,9 +143,13 @@ def print_table(table) -> None:
         if not column.no_wrap:
             column.overflow = "fold"
     console = Console(file=stdout(), highlight=False)
-    if not stdout().isatty():
-        console.width = Measurement.get(console, console.options.update_width(sys.maxsize), table).maximum
-    console.print(table)
+    if stdout().isatty():
+        console.print(table)
+        return
+    console.width = Measurement.get(console, console.options.update_width(sys.maxsize), table).maximum
+    with console.capture() as captured:
+        console.print(table)
+    result("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def result(text: str) -> None:

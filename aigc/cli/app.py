@@ -112,13 +112,14 @@ ELSEWHERE = {
     "--cid": ("--session", "-S ID shows a conversation's answers, by the id after 'session'"),
     "--no-stream": ("--system", "an answer streams only to a terminal; piped or redirected, it comes whole"),
     "--format": ("--schema", "--schema holds the answer to JSON: --schema '{}' for any JSON, or a JSON schema"),
+    "--output": (None, "the answer goes to stdout: `> FILE` writes it to a file"),  # a command with no -o (chat, similar): any
 }
 
 
-def _one_line(exc: UsageError, command: str | None = None, moved: str | None = None):
+def _one_line(exc: UsageError, command: str | None = None, misplaced: str | None = None):
     """A usage error as one `Error:` line with exit code 2, like every other bad input; `command`
-    names the command when the error does not (a missing option value); `moved`: the command line
-    with a command's option given before the command put after it."""
+    names the command when the error does not (a missing option value); `misplaced`: the hint for a
+    command's option given before the command (`_misplaced`)."""
     if isinstance(exc, NoArgsIsHelpError) and exc.message:  # `aigc eval` alone, click's plain help (typer's rich help printed itself)
         try:
             typer.echo(exc.message)
@@ -136,8 +137,8 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
     name = getattr(exc, "option_name", None)
     if isinstance(exc, NoSuchOption) and exc.ctx and (fabric := _fabric(name, exc.ctx.meta.get(ARGS, []), where, exc.ctx.command)):
         message, hint = f"No such option: {name}", f"{fabric}; {hint}"
-    elif moved:
-        message, hint = f"No such option: {name}", f"{name} is an option of a command, given after it: `{moved}`"
+    elif misplaced:
+        message, hint = f"No such option: {name}", misplaced
     elif isinstance(exc, NoSuchOption) and exc.ctx and (file := _dashed_file(name, exc.ctx.meta.get(ARGS, []))):
         message, hint = f"No such option: {name}", f"{file} is a file here: use {shlex.quote('./' + file)} or put -- before it; {hint}"
     elif isinstance(exc, NoSuchOption) and exc.ctx and (text := _dashed_text(name, exc.ctx.meta.get(ARGS, []), where)):
@@ -146,7 +147,7 @@ def _one_line(exc: UsageError, command: str | None = None, moved: str | None = N
         message, hint = f"No such option: {name}", "`aigc --version` prints the version"  # not click's guess at a command option it might be
     elif name == "--threads" and where != "aigc":  # given last, with no number for it
         message, hint = "Option '--threads' requires an argument", "--threads N: the CPU threads a local model computes with, before or after the command"
-    elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in _option_names(exc.ctx.command):
+    elif isinstance(exc, NoSuchOption) and name in ELSEWHERE and exc.ctx and ELSEWHERE[name][0] in {None, *_option_names(exc.ctx.command)}:
         message, hint = f"No such option: {name}", f"{_elsewhere(name, exc.ctx.meta.get(ARGS, []))}; {hint}"
     elif "--n" in getattr(getattr(exc, "param", None), "opts", ()) and exc.ctx and "--no-log" in _option_names(exc.ctx.command):  # llm's -n (no log): run's and chat's count of answers here
         hint = f"-n N asks for N answers; {ELSEWHERE['-n'][1]}; {hint}"
@@ -222,9 +223,9 @@ def _dashed_text(name: str, args: list[str], where: str) -> str | None:
 
 def _elsewhere(name: str, args: list[str]) -> str:
     """ELSEWHERE's hint for `name`; for `-o FILE` (a path, as other commands' -o takes, rather than
-    llm's `-o KEY VALUE`), that the answer goes to stdout, to redirect."""
-    value = args[args.index(name) + 1] if name in args[:-1] else ""
-    if name == "-o" and ("." in value or "/" in value) and not value.replace(".", "", 1).isdigit():
+    llm's `-o KEY VALUE`) and `--output FILE`, that the answer goes to stdout, to redirect."""
+    value = next(iter(_values(name, args)), "")
+    if (name == "-o" and ("." in value or "/" in value) and not value.replace(".", "", 1).isdigit()) or (name == "--output" and value and not value.startswith("-")):
         return f"the answer goes to stdout: `> {shlex.quote(value)}` writes it to a file"
     return ELSEWHERE[name][1]
 
@@ -300,12 +301,12 @@ def _stop_if_disk_full(exc: Exception) -> None:
 
 
 # Commands of `ollama` and `llm` that aigc has under another name.
-COMMANDS_ELSEWHERE = {"list": "models list", "pull": "models pull", "show": "models info", "rm": "models rm", "prompt": "chat", "aliases": "models alias", "install": "plugins install"}
+COMMANDS_ELSEWHERE = {"list": "models list", "pull": "models pull", "show": "models info", "rm": "models rm", "prompt": "chat", "aliases": "models alias", "install": "plugins install", "version": "--version"}
 
 
 def _command_hint(name: str) -> str | None:
-    """What an unknown root command was likely meant as: aigc's name for an ollama or llm command,
-    or `aigc chat` for a prompt given as `llm` takes one (a command has no spaces)."""
+    """What an unknown root command was likely meant as: aigc's name for an ollama or llm command
+    (`aigc --version` for theirs), or `aigc chat` for a prompt given as `llm` takes one (a command has no spaces)."""
     if name in COMMANDS_ELSEWHERE:
         return f"Did you mean `aigc {COMMANDS_ELSEWHERE[name]}`?"
     if " " in name.strip():
@@ -369,11 +370,13 @@ def _takes_value(command, name: str) -> bool:
     return any(name in getattr(p, "opts", ()) and not (getattr(p, "is_flag", False) or getattr(p, "count", False)) for p in command.params)
 
 
-def _moved(group, ctx, name: str, args: list[str]) -> str | None:
-    """For a command's option given before the command (`aigc -m smollm2 chat`, or llm's `llm -m
-    MODEL 'PROMPT'` with no command: chat's), the command line with the command first, where that
-    command has the option; else None."""
-    path, found, at = ["chat"], group.get_command(ctx, "chat"), len(args)  # no command named: llm's way to ask
+def _misplaced(group, ctx, name: str, args: list[str]) -> str | None:
+    """The hint for a command's option given before the command: the command line with it put after
+    the command (`aigc -m smollm2 chat`; llm's `llm -m MODEL 'PROMPT'`, with no command but a prompt:
+    chat's), where that command takes it as given (a value where it takes one, none for a flag);
+    with no command named (or with --version, --help), that it is a command's option (`aigc COMMAND
+    --json`), made up for no command; else None."""
+    path, found, at = ["chat"], group.get_command(ctx, "chat"), None  # no command named: llm's way to ask
     for i, arg in enumerate(args):
         command = None if arg.startswith("-") else group.get_command(ctx, arg)
         if command is None or (i and _takes_value(command, args[i - 1])):  # not a command, or the value of an option
@@ -381,14 +384,51 @@ def _moved(group, ctx, name: str, args: list[str]) -> str | None:
         path, found, at = [arg], command, i + 1
         while hasattr(found, "get_command") and at < len(args) and found.get_command(ctx, args[at]) is not None:  # models list
             path, found, at = [*path, args[at]], found.get_command(ctx, args[at]), at + 1
-        args = args[:i] + args[at:]
         break
-    else:
-        args = args[:at]
-    if found is None or name not in _option_names(found):
+    before = args if at is None else args[: at - len(path)]
+    asking = {"--version", "--help", "-h"} & {arg.split("=", 1)[0] for arg in before}
+    prompts = _read_as(group, found, before, at is None) if found is not None and name in _option_names(found) else None
+    if at is None and (not prompts or asking):  # no command, and no prompt to ask chat
+        if not any(name in _option_names(command) for command in _all_commands(group, ctx)):
+            return None
+        return f"{name} is an option of a command: `aigc COMMAND {name}`; see `aigc --help`"
+    if prompts is None or (at is not None and (prompts or asking & {"--version"})):  # no such option there, or not taken as given
         return None
-    line = shlex.join(["aigc", *path, *args])
-    return line if len(line) <= 100 else f"aigc {' '.join(path)} {name} ..."
+    line = shlex.join(["aigc", *path, *(args if at is None else args[: at - len(path)] + args[at:])])
+    return f"{name} is an option of a command, given after it: `{line if len(line) <= 100 else f'aigc {shlex.join(path)} {name} ...'}`"
+
+
+def _read_as(group, command, before: list[str], prompt: bool) -> int | None:
+    """How many arguments of `before` (given before `command`) it would take as text (a prompt), each
+    option with the value `command` (or aigc itself) takes it with; None where an option would not
+    read as given: its value missing, or one given to a flag (`-t x` where -t is a flag; unless the
+    text is a `prompt`, as for chat with no command named)."""
+    texts, at = 0, 0
+    while at < len(before):
+        arg = before[at]
+        option, given, _ = arg.partition("=")
+        if not arg.startswith("-") or arg == "-":
+            texts += 1
+        elif _takes_value(command, option) or _takes_value(group, option):
+            if not given and at + 1 == len(before):
+                return None
+            at += 0 if given else 1
+        elif given and option in _option_names(command) | _option_names(group):  # a flag given a value
+            return None
+        elif not prompt and at + 1 < len(before) and not before[at + 1].startswith("-") and option in _option_names(command):  # a flag followed by text: its value, as typed
+            return None
+        at += 1
+    return texts
+
+
+def _all_commands(group, ctx) -> list:
+    """Every command of `group`, those of its sub-groups too (`models list`)."""
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None:
+            found += [command, *(_all_commands(command, ctx) if hasattr(command, "get_command") else [])]
+    return found
 
 
 class AigcGroup(TyperGroup):
@@ -399,9 +439,9 @@ class AigcGroup(TyperGroup):
         try:
             return super().resolve_command(ctx, args)
         except UsageError as exc:
-            hint = _command_hint(args[0]) if args and "Did you mean" not in exc.message else None
-            if hint:
-                exc.message = f"{exc.message.rstrip('.')}. {hint}"
+            hint = _command_hint(args[0]) if args and ("Did you mean" not in exc.message or args[0] in COMMANDS_ELSEWHERE) else None
+            if hint:  # in place of click's guess at a name alike (version: sessions)
+                exc.message = f"{exc.message.split('. Did you mean')[0].rstrip('.')}. {hint}"
             raise
 
     def parse_args(self, ctx, args):
@@ -428,7 +468,7 @@ class AigcGroup(TyperGroup):
             return super().parse_args(ctx, args)
         except UsageError as exc:  # an unknown global option
             name = getattr(exc, "option_name", None) if isinstance(exc, NoSuchOption) else None
-            _one_line(exc, moved=_moved(self, ctx, name, given) if name else None)
+            _one_line(exc, misplaced=_misplaced(self, ctx, name, given) if name else None)
         except OSError as exc:  # `aigc --help`, `--version` or `aigc` alone into a full disk
             _stop_if_disk_full(exc)
             raise
@@ -504,10 +544,12 @@ COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 def _completion(args: list[str], flag: str) -> None:
     """`aigc --show-completion [SHELL]` / `aigc --install-completion [SHELL]`: the completion script of
-    the shell named, printed or installed by typer (typer's flags take no value, and used the shell they
-    ran in whatever was named), else of the shell it runs in; a shell with none (`sh`) is a one-line
+    the shell named, printed or installed (`shell_completion`: typer's flags take no value, and used the
+    shell they ran in whatever was named), else of the shell it runs in; a shell with none (`sh`) is a one-line
     error, exit 2. Exits."""
-    from typer._completion_shared import _get_shell_name, get_completion_script, install
+    from typer._completion_shared import _get_shell_name
+
+    from . import shell_completion
 
     at = next(i for i, arg in enumerate(args) if arg.split("=", 1)[0] == flag)
     named = args[at].partition("=")[2] or (args[at + 1] if at + 1 < len(args) and not args[at + 1].startswith("-") else None)
@@ -517,10 +559,10 @@ def _completion(args: list[str], flag: str) -> None:
         ui.error(f"no completion script for {what}; name one of {', '.join(COMPLETION_SHELLS)}: `aigc {flag} zsh`")
         raise typer.Exit(2)
     if flag == "--show-completion":
-        ui.result(get_completion_script(prog_name="aigc", complete_var="_AIGC_COMPLETE", shell=shell))
+        ui.result(shell_completion.script(shell))
     else:
         try:
-            shell, path = install(shell=shell, prog_name="aigc", complete_var="_AIGC_COMPLETE")
+            path = shell_completion.install(shell)
         except OSError as exc:  # powershell not installed, a read-only home
             ui.error(f"could not install {shell} completion ({exc.strerror}: {exc.filename}); `aigc --show-completion {shell}` prints the script to install yourself")
             raise typer.Exit(1) from None

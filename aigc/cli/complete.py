@@ -1,6 +1,6 @@
-"""Shell completion of option values and arguments (`aigc chat -m <TAB>`): model aliases, template
-names, fixed choices. Names are looked up when the shell asks, never loading torch; where nothing
-matches (a path), bash and zsh offer file names."""
+"""Shell completion of option values and arguments (`aigc chat -m <TAB>`): model aliases and remotes,
+template, session and language names, fixed choices. Names are looked up when the shell asks, never
+loading torch; where nothing matches (a path), bash and zsh offer file names."""
 
 import warnings
 from typing import Callable, Iterable
@@ -39,11 +39,16 @@ def _looked_up(names: Callable[[], Iterable[str]]) -> Completer:
 
 
 def _aliases(*kinds: str) -> Completer:
+    """The aliases of models of `kinds`: aigc's and plugins', yours (`[aliases]`), and for text the
+    named remotes of the settings file (`remote:NAME`, as `aigc models list` shows them)."""
+
     def names() -> list[str]:
         from ..config import model_aliases
         from ..engine.models import alias_kind, registered_models
+        from ..engine.remote import remote_names
 
-        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds] + [name for name in model_aliases() if alias_kind(name) in kinds]
+        remotes = [f"remote:{name}" for name in remote_names()] if "text" in kinds else []
+        return [alias for alias, (_, spec) in registered_models().items() if spec.kind in kinds] + [name for name in model_aliases() if alias_kind(name) in kinds] + remotes
 
     return _looked_up(names)
 
@@ -71,6 +76,21 @@ def _your_aliases() -> Iterable[str]:
     return model_aliases()
 
 
+def _sessions() -> Iterable[str]:
+    """The names of the sessions `aigc sessions` lists (their files' names, none read)."""
+    from ..conversations import sessions_dir
+
+    return [path.stem for path in sessions_dir().glob("*.json")]
+
+
+def _languages() -> Iterable[str]:
+    """The language codes the table knows (fr, pt-BR) and their English names of one word (French),
+    as translate's --to and summarize's -L take them; a name with a space would be two words to a shell."""
+    from ..languages import LANGUAGES
+
+    return [lang.code for lang in LANGUAGES.values()] + sorted({lang.name for lang in LANGUAGES.values() if " " not in lang.name})
+
+
 def _templates() -> Iterable[str]:
     from ..templates import discover
 
@@ -91,6 +111,9 @@ removable_models = _looked_up(_removable)
 your_aliases = _looked_up(_your_aliases)
 templates = _looked_up(_templates)
 generators = _looked_up(_generators)
+sessions = _looked_up(_sessions)
+languages = _looked_up(_languages)
+source_languages = _looked_up(lambda: ["auto", *_languages()])
 
 
 def _held_in(module: str, name: str) -> Completer:

@@ -24,7 +24,7 @@ def headline(
     n: Annotated[int, typer.Option("-n", help="How many distinct headlines (fewer, with a warning, where the model writes no more).")] = 3,
     style: Annotated[str, typer.Option(help="news, seo, question or catchy.", autocompletion=complete.headline_styles)] = "news",
     tone: Annotated[Optional[str], typer.Option(help="How it should sound: playful, urgent, luxurious, ... (by default, the style's own).", show_default=False)] = None,
-    language: Annotated[Optional[str], typer.Option("--language", "-L", help="Write the headlines in this language, whatever the topic's or article's: a name or ISO code, as translate's --to takes (French, fr, pt-BR, 日本語); by default, theirs.", show_default=False)] = None,
+    language: Annotated[Optional[str], typer.Option("--language", "-L", help="Write the headlines in this language, whatever the topic's or article's: a name or ISO code, as translate's --to takes (French, fr, pt-BR, 日本語); by default, theirs.", show_default=False, autocompletion=complete.languages)] = None,
     max_words: Annotated[int, typer.Option("--max-words", help="Most words per headline, counted as summarize counts them (a Chinese or Japanese character is one).")] = 12,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "headline",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the headlines (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,

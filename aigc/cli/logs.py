@@ -10,6 +10,7 @@ from ..engine.models import recorded_name
 from ..errors import BadInputError
 from ..markdown_blocks import extract_code
 from ..textio import check_utf8
+from . import complete
 from .options import Yes, check_extract, confirm_deletion, misplaced
 
 logs_app = typer.Typer(help="Show, search and manage the response log: every answer a generating command printed.", invoke_without_command=True)
@@ -19,7 +20,7 @@ Query = Annotated[Optional[str], typer.Option("--query", "-q", help='Only answer
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Only answers of this model (as `aigc logs` names it), or made through your alias of this name.")]
 Command = Annotated[Optional[str], typer.Option("--command", help="Only answers of this command: chat, summarize, headline, ...")]
 Template = Annotated[Optional[str], typer.Option("--template", help="Only answers made with this template (aigc run NAME, --template NAME); each logs its template_digest too.")]
-Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').")]
+Session = Annotated[Optional[str], typer.Option("--session", "-S", help="Only answers in this conversation: a session's name or .json file, or a chat's id (shown after 'session').", autocompletion=complete.sessions)]
 Current = Annotated[bool, typer.Option("--current", "-c", help="Only answers in the latest conversation, the one `aigc chat -c` goes on from.")]
 Response = Annotated[bool, typer.Option("--response", "-r", help="Print only the last matching response's text.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the entries as a JSON list, oldest first.")]

@@ -12,7 +12,7 @@ from .. import config, ui
 from ..engine import models as registry
 from ..engine import pulling
 from ..engine.diffusion import default_image_model, resolve_image
-from ..errors import AigcError, BadInputError
+from ..errors import AigcError, BadInputError, UnknownModelError
 from ..textio import readable_json
 from . import complete
 from .options import Yes, confirm_deletion, listing_app
@@ -265,19 +265,37 @@ def default(
         value, source = config.default_source(kind)
         ui.result(value)
         ui.info(f"(default {kind} model; {source})")
+        try:  # one that cannot be used (AIGC_DEFAULT_MODEL=nonexist) is named so now, as `aigc doctor` does, not at the next command
+            resolve_image(None) if image else registry.resolve(None)
+        except AigcError as exc:
+            ui.warn(str(exc))
         return
     if name is not None:
-        ref = resolve_image(name) if image else registry.resolve(name, None)
+        ref = resolve_image(name) if image else _text_default(name)
         if ref.image and not image:
             raise BadInputError(f"{name} is an image model; make it the default for `aigc image` with `aigc models default --image {name}`")
         name = _kept(name, ref)
     path = config.set_setting(key, name)
     ui.info(f"default {kind} model: {name} (in {path})" if name else f"default {kind} model: back to {builtin}")
-    if name is not None and ref.kind != "remote" and not ref.installed:
+    if name is not None and ref.kind == "hub" and not ref.installed and pulling.hub_offline():
+        ui.warn(f"{name} is not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched; unset HF_HUB_OFFLINE and run `aigc models pull {name}`")
+    elif name is not None and ref.kind != "remote" and not ref.installed:
         makes = {"gguf": "converts", "pypi-gguf": "downloads and converts"}.get(ref.kind, "fetches")
         ui.info(f"({name} is not installed yet: the first command to use it {makes} it, or `aigc models pull {name}` now)")
     if os.environ.get(variable):
         ui.warn(f"{variable}={os.environ[variable]} is set and comes first; unset it to use this")
+
+
+def _text_default(name: str) -> registry.ModelRef:
+    """Model `name`, to be the default text model: an unknown one's error lists the text aliases (no
+    image model is a choice), unless it is an image alias misspelt (sd-trubo): then that it means it."""
+    try:
+        return registry.resolve(name, "text", to_run=False)
+    except UnknownModelError:
+        images = [alias for alias, (_, spec) in registry.registered_models().items() if spec.kind == "image"]
+        if registry._meant(name, images + [alias for alias in config.model_aliases() if registry.alias_kind(alias) == "image"]):
+            registry.resolve(name, None)  # its error: did you mean sd-turbo?
+        raise
 
 
 @models_app.command()

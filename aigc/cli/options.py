@@ -237,9 +237,10 @@ class RunOptions:
 
     def warn_cut_off(self, *reasons: str | None, template: str | None = None) -> None:
         """Warn where max_tokens cut an answer off (its finish reason is "length"), as summarize does,
-        naming where the limit came from: --max-tokens, the defaults of the `template` used, or the task's."""
+        naming where the limit came from: --max-tokens, the defaults of the `template` used, or the task's;
+        a note (which -q hides) where the user gave --max-tokens: answers cut there are what was asked for."""
         if "length" in reasons:
-            ui.warn(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {self.token_limit(template)}; raise --max-tokens for the whole answer")
+            (ui.warn if self.max_tokens is None else ui.info)(f"{'an' if len(reasons) > 1 else 'the'} answer was cut off at {self.token_limit(template)}; raise --max-tokens for the whole answer")
 
     def token_limit(self, template: str | None = None) -> str:
         """Where the limit that cut answers off came from: --max-tokens, the defaults of the `template` used, or the task's."""

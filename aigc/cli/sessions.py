@@ -10,6 +10,7 @@ import typer
 from .. import conversations, ui
 from ..errors import BadInputError
 from ..textio import readable_json
+from . import complete
 from .options import listing_app
 
 sessions_app = listing_app("sessions", "List, show and remove the chat sessions kept by `aigc chat --session NAME`.", lambda as_json: _show(as_json))
@@ -47,7 +48,7 @@ def _show(as_json: bool) -> None:
 
 @sessions_app.command()
 def show(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Session name, .json file, or a chat's id as `aigc logs` shows it (after 'session').")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Session name, .json file, or a chat's id as `aigc logs` shows it (after 'session').", autocompletion=complete.sessions)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the saved JSON instead of Markdown.")] = False,
 ) -> None:
     """The conversation of a session, as Markdown (or JSON)."""
@@ -56,7 +57,7 @@ def show(
 
 
 @sessions_app.command("rm")
-def remove(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Session names, as `aigc sessions` lists them.")]) -> None:
+def remove(names: Annotated[list[str], typer.Argument(metavar="NAME", help="Session names, as `aigc sessions` lists them.", autocompletion=complete.sessions)]) -> None:
     """Delete named sessions (a conversation kept in a file of your own is yours to delete)."""
     paths = list(dict.fromkeys(_existing(name, named_only=True) for name in names))  # all checked before any is removed
     with conversations.none_open(paths):  # not under a chat that would write one again: nothing is removed then

@@ -23,9 +23,9 @@ from .options import RunOptions, emit, generation_options, source_or_stdin, temp
 
 @generation_options(logged=True)
 def translate(
-    to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).")],
+    to: Annotated[str, typer.Option("--to", help="Language to translate into: a name or ISO code (French, fr, pt-BR).", autocompletion=complete.languages)],
     source: Annotated[Optional[str], typer.Argument(metavar="TEXT|FILE|-", help="The text, a .txt/.md/.html document or .srt/.vtt/.sbv/.ass/.ssa subtitles (their cue text translated), or - for stdin (read when piped and nothing is given).", show_default=False)] = None,
-    from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.")] = "auto",
+    from_: Annotated[str, typer.Option("--from", help="Language of the document, or auto to let the model tell.", autocompletion=complete.source_languages)] = "auto",
     glossary: Annotated[Optional[str], typer.Option(metavar="FILE.tsv", help="Terms to translate as given: one 'source<TAB>target' line each (a .csv: 'source,target' rows, read as aigc batch reads a .csv: 'source;target' with semicolons). A first row is a header when both cells name columns (source/target, term/translation, in English, German, French, Spanish, Italian, Portuguese or Dutch: 'Begriff<TAB>Übersetzung') or give this run's --from (or any, with auto) and --to languages ('en<TAB>de', 'en_US<TAB>de_DE', 'English<TAB>German'); any other first row is a term. A line starting '# ' is a comment: write '# source<TAB>target' to be sure.")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.", autocompletion=complete.templates)] = "translate",
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the translation (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,

@@ -148,16 +148,17 @@ def first_line(exc: BaseException) -> str:
     return lines[0].rstrip(":") if lines else type(exc).__name__
 
 
-def resolve(name: str | None, kind: str | None = "text") -> ModelRef:
+def resolve(name: str | None, kind: str | None = "text", *, to_run: bool = True) -> ModelRef:
     """Turn a `-m` value into a `ModelRef`: alias, then local path, then hub id; None is the default
     model of `kind` (text or image), and an error about it says where it was set. An unknown name's
-    error lists the aliases of `kind` (kind None: a name of either kind, as `aigc models` takes, and every alias)."""
+    error lists the aliases of `kind` (kind None: a name of either kind, as `aigc models` takes, and every alias),
+    and for a text model `to_run` (given with -m, not to `aigc models`) how a server's model is named."""
     if isinstance(name, os.PathLike):  # a pathlib.Path, as open() takes one
         name = os.fspath(name)
     if name is not None and not isinstance(name, str):
         raise OptionError("model", f"must be a model name or path (text), got {type(name).__name__}")
     if name is not None:
-        return _resolve(name, kind)
+        return _resolve(name, kind, to_run=to_run)
     with blamed_default(kind) as name:
         return _resolve(name, kind)
 
@@ -190,10 +191,10 @@ class _NoSuchModel(UnknownModelError):
     """A name that is nothing `_resolve` knows, raised without the list of known aliases (see `listing`)."""
 
 
-def _resolve(name: str, kind: str | None = "text", listing: bool = True) -> ModelRef:
+def _resolve(name: str, kind: str | None = "text", listing: bool = True, to_run: bool = True) -> ModelRef:
     """`resolve` for a name given. `listing`: whether an unknown name's error lists the known
     aliases, which resolves your aliases' models; False where that could come back here (an alias's
-    model, `alias_kind`), so an alias naming no model is an error, not an endless loop."""
+    model, `alias_kind`), so an alias naming no model is an error, not an endless loop. `to_run`: as `resolve`'s."""
     if not name.strip():
         raise UnknownModelError(f"the model name is empty; give an alias ({MODELS_LISTED}), a path or a hub id, or leave it out for the default")
     scheme = schemes.scheme_of(name)
@@ -248,7 +249,7 @@ def _resolve(name: str, kind: str | None = "text", listing: bool = True) -> Mode
     known = sorted([alias for alias, (_, spec) in models.items() if spec.kind in kinds] + [a for a in config.model_aliases() if alias_kind(a) in kinds])
     aliases, meant = ", ".join(known) or "none", _meant(name, known)
     guess = f"did you mean {meant}? " if meant else ""
-    if not meant and kind == "text":  # a model to run with -m (not one `aigc models` names: rm, info, default)
+    if not meant and kind == "text" and to_run:  # a model to run with -m (not one `aigc models` names: rm, info, default)
         guess = _served_hint(name)
     if kind == "image":
         raise UnknownModelError(f"unknown image model {name!r}; {guess}image aliases: {aliases} (or pass a diffusers directory with model_index.json, a .safetensors/.ckpt checkpoint, or a Hugging Face id like ORG/NAME)")
@@ -403,17 +404,21 @@ def disk_size(path: Path) -> int:
 
 
 def describe(ref: ModelRef) -> dict:
-    """Facts about a model for `aigc models info`, read without loading weights."""
+    """Facts about a model for `aigc models info`, read without loading weights; for your alias, the
+    model it names (`alias_of`), and whether that is the default (also where the default is named otherwise)."""
     from .diffusion import default_image_model
 
+    aliases = config.model_aliases()
+    named = lambda name: aliases.get(name, name)  # noqa: E731 - your alias (`aigc models alias`) is its model
     info = {
         "name": ref.name,
+        **({"alias_of": aliases[ref.name]} if ref.name in aliases else {}),
         "kind": "remote" if ref.kind == "remote" else "image" if ref.image else "text",
         "format": ref.kind,
         "source": ref.spec.source if ref.spec else ref.location,
         "description": ref.spec.description if ref.spec else "answers with the text its prompt was made from, for tests (aigc.testing.EchoEngine)" if ref.kind == "echo" else "",
         "installed": None if ref.kind == "remote" else ref.installed,  # nothing to install, as `models list` shows it
-        "default": ref.name == (default_image_model() if ref.image else config.default_model()),
+        "default": named(ref.name) == named(default_image_model() if ref.image else config.default_model()),
     }
     path = ref.cache_path or (Path(ref.location) if ref.kind in ("dir", "diffusers") else None)
     if path and (path / "config.json").is_file():

@@ -165,6 +165,40 @@ def test_shell_completion_of_models_lists_the_text_aliases_without_importing_tor
     assert imports_after([]) == "False False"
 
 
+def test_shell_completion_offers_named_remotes_sessions_and_languages(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('[remotes.lab]\nurl = "http://lab:8000/v1"\n')
+    (tmp_path / "data" / "sessions").mkdir(parents=True)
+    for name in ("trip", "work"):
+        (tmp_path / "data" / "sessions" / f"{name}.json").write_text("{}")
+    assert "remote:lab" in completions("aigc chat -m ") and completions("aigc serve -m rem") == ["remote:lab"]
+    assert "remote:lab" not in completions("aigc image -m ")  # a remote is no image model
+    for words in ("aigc chat -S ", "aigc chat --session ", "aigc sessions show ", "aigc sessions rm ", "aigc logs -S "):
+        assert completions(words) == ["trip", "work"], words
+    assert completions("aigc translate x --to pt") == ["pt", "pt-BR", "pt-PT"]
+    assert completions("aigc translate x --to Fr") == ["French"] and completions("aigc translate x --from au") == ["auto"]
+    assert completions("aigc summarize x -L j") == ["ja"] and completions("aigc headline --language Ger") == ["German"]
+
+
+def test_bash_completes_a_name_with_a_colon_as_one_word(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('[remotes.lab]\nurl = "http://lab:8000/v1"\n')
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "aigc").write_text(f'#!/bin/sh\nexec {sys.executable} -m aigc "$@"\n')
+    (tmp_path / "bin" / "aigc").chmod(0o755)
+    script = subprocess.run([sys.executable, "-m", "aigc", "--show-completion", "bash"], capture_output=True, text=True, timeout=60).stdout
+    asked = (  # as bash asks with its default COMP_WORDBREAKS, which breaks `remote:l` into remote, :, l
+        'COMP_LINE="aigc chat -m remote:l"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(aigc chat -m remote : l); COMP_CWORD=5\n'
+        '_aigc_completion aigc; echo "${COMPREPLY[*]}"\n'
+        'COMP_LINE="aigc chat -m "; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(aigc chat -m ""); COMP_CWORD=3\n'
+        '_aigc_completion aigc; echo "${COMPREPLY[*]}"\n'
+    )
+    done = subprocess.run(["bash", "-c", script + asked], env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}, capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[0] == "lab", done  # what replaces the `l` after the colon
+    assert "remote:lab" in lines[1].split() and "smollm2" in lines[1].split(), done
+
+
 def test_shell_completion_with_a_broken_settings_file_offers_nothing_and_prints_nothing(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text('aliases = "not a table"\n')
@@ -205,6 +239,26 @@ def test_install_completion_installs_the_script_of_the_shell_named(tmp_path, arg
     done = subprocess.run([sys.executable, "-m", "aigc", *argv], env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, "") and str(tmp_path / script) in done.stdout
     assert (tmp_path / script).read_text().startswith(starts) and not (tmp_path / ".bashrc").exists()
+
+
+def test_install_completion_for_zsh_adds_one_line_to_zshrc_and_no_zstyle(tmp_path):
+    (tmp_path / ".zshrc").write_text("source $ZSH/oh-my-zsh.sh")  # compinit runs in there already
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for _ in range(2):  # installed twice: the line once
+        done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "zsh"], env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (0, ""), done
+    zshrc = (tmp_path / ".zshrc").read_text()
+    assert zshrc.startswith("source $ZSH/oh-my-zsh.sh\n") and len(zshrc.splitlines()) == 2 and "zstyle" not in zshrc, zshrc
+    assert "source ~/.zfunc/_aigc" in zshrc and zshrc.count("compinit") == 2  # sourced where compinit ran; else run once: `autoload -Uz compinit && compinit`
+
+
+def test_install_completion_for_bash_sources_the_script_from_bashrc_once(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "aigc", "--install-completion", "bash"], env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (0, ""), done
+    script = tmp_path / ".bash_completions" / "aigc.sh"
+    assert (tmp_path / ".bashrc").read_text() == f"source '{script}'\n" and "_aigc_completion()" in script.read_text()
 
 
 def test_install_completion_of_a_shell_with_none_is_a_one_line_error(tmp_path):
@@ -1152,6 +1206,23 @@ def test_a_command_option_before_the_command_says_where_it_goes(args, hint):
     assert code == 2 and lines == [f"Error: No such option: {args[0]} ({hint})"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["--version", "--json"], ["--json"], ["--seed", "1", "--version"], ["--help", "--json"], ["--version", "-m", "smollm2", "hi"]],
+)
+def test_a_command_option_with_no_command_named_says_it_is_a_commands(args):
+    name = next(arg for arg in args if arg not in ("--version", "--help"))  # the first unknown to aigc itself
+    code, lines = bad(*args)
+    assert code == 2 and lines == [f"Error: No such option: {name} ({name} is an option of a command: `aigc COMMAND {name}`; see `aigc --help`)"]
+
+
+def test_a_command_option_is_moved_after_the_command_only_where_it_reads_the_same():
+    assert bad("-t", "x", "logs") == (2, ["Error: No such option: -t (see `aigc --help`)"])  # logs' -t is a flag: `aigc logs -t x` would take x for text
+    assert bad("--temperature", "0.5", "--json", "models", "list") == (2, ["Error: No such option: --temperature (see `aigc --help`)"])  # models list has no --temperature
+    code, lines = bad("--max-tokens", "5", "--json", "chat", "hi")
+    assert code == 2 and lines == ["Error: No such option: --max-tokens (--max-tokens is an option of a command, given after it: `aigc chat --max-tokens 5 --json hi`)"]
+
+
 def test_an_option_the_command_does_not_have_gets_no_such_hint():
     for args in (["--bogus", "chat", "hi"], ["--schema", "x", "models", "list"]):  # models list has no --schema
         code, lines = bad(*args)
@@ -1168,6 +1239,8 @@ def test_an_option_value_that_names_a_command_is_not_taken_for_the_command():
     [
         (["chat", "-o", "temperature", "0.5", "hi"], "No such option: -o (each setting is an option of its own: --temperature 0.7"),
         (["chat", "hi", "-o", "answer.md"], "No such option: -o (the answer goes to stdout: `> answer.md` writes it to a file;"),  # -o FILE, as summarize takes
+        (["chat", "hi", "--output", "answer.md"], "No such option: --output (the answer goes to stdout: `> answer.md` writes it to a file;"),
+        (["similar", "--output=out.txt", "a", "b"], "No such option: --output (the answer goes to stdout: `> out.txt` writes it to a file;"),
         (["run", "chat", "-p", "topic", "bees"], "No such option: -p (a template's variables are given as --var key=value;"),
         (["chat", "-n", "hi"], "-n must be a whole number, got 'hi' (-n N asks for N answers; --no-log keeps the answer out of the log;"),  # llm's -n: a count here
         (["run", "chat", "-n", "-m", "echo"], "-n must be a whole number, got '-m' (-n N asks for N answers; --no-log keeps the answer out of the log;"),
@@ -1234,6 +1307,7 @@ def test_text_that_starts_with_a_dash_says_to_give_it_after_double_dash():
         (["list"], "No such command 'list'. Did you mean `aigc models list`?"),  # ollama list, pull, show
         (["pull", "smollm2"], "No such command 'pull'. Did you mean `aigc models pull`?"),
         (["show", "smollm2"], "No such command 'show'. Did you mean `aigc models info`?"),
+        (["version"], "No such command 'version'. Did you mean `aigc --version`?"),  # llm's, ollama's: not click's guess, sessions
         (["summarise"], "No such command 'summarise'. Did you mean 'summarize'?"),  # typer's own guess stays
     ],
 )
@@ -3230,6 +3304,7 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
         result = invoke("models", "default", *args)
         assert result.exit_code == 2 and words in result.stderr, result.stderr
     monkeypatch.setattr("aigc.engine.models._hub_cached", lambda *args: False)  # whatever this machine's hub cache holds
+    monkeypatch.setattr("aigc.engine.pulling.hub_offline", lambda: False)  # whatever HF_HUB_OFFLINE says
     image = invoke("models", "default", "--image", "sd-turbo")
     assert image.exit_code == 0 and "(sd-turbo is not installed yet: the first command to use it fetches it" in image.stderr
     assert "not installed" not in invoke("models", "default", str(tiny_model_dir)).stderr
@@ -3264,6 +3339,36 @@ def test_models_default_is_kept_in_the_settings_file_next_to_what_is_there(tiny_
     assert "is not valid TOML" in invoke("models", "default", "smollm2").stderr
     listed = invoke("models", "list")  # one error, not first a warning for each setting it reads
     assert listed.exit_code == 2 and listed.stderr.startswith("Error: ") and listed.stderr.count("\n") == 1 and "is not valid TOML" in listed.stderr
+
+
+def test_models_default_warns_of_a_default_that_cannot_be_used_and_offers_text_models_only(tmp_path, monkeypatch):
+    from aigc.engine import pulling
+
+    shown = invoke("models", "default", env={"AIGC_DEFAULT_MODEL": "nonexist"})
+    assert shown.exit_code == 0 and shown.stdout == "nonexist\n"
+    assert "Warning: the default text model 'nonexist' (set by AIGC_DEFAULT_MODEL) cannot be used; change or unset AIGC_DEFAULT_MODEL." in shown.stderr, shown.output
+    assert "Warning" not in invoke("models", "default").stderr  # aigc's own, which can be used
+    unknown = invoke("models", "default", "bogus")
+    assert unknown.exit_code == 2 and "known aliases: " in unknown.stderr and "smollm2" in unknown.stderr and "sd-turbo" not in unknown.stderr, unknown.output  # no image model to pick
+    monkeypatch.setattr("aigc.engine.models._hub_cached", lambda *args: False)  # whatever this machine's hub cache holds
+    monkeypatch.setattr(pulling, "hub_offline", lambda: True)
+    offline = invoke("models", "default", "qwen2.5-0.5b")
+    assert offline.exit_code == 0 and "the first command to use it fetches it" not in offline.stderr, offline.output
+    assert "Warning: qwen2.5-0.5b is not in the hub cache, and HF_HUB_OFFLINE is set, so it cannot be fetched" in offline.stderr
+    monkeypatch.setattr(pulling, "hub_offline", lambda: False)
+    assert "the first command to use it fetches it" in invoke("models", "default", "qwen2.5-0.5b").stderr
+
+
+def test_models_info_of_your_alias_says_which_model_it_names_and_whether_that_is_the_default(tiny_model_dir):
+    assert invoke("models", "alias", "small", "smollm2").exit_code == 0
+    info = json.loads(invoke("models", "info", "small", "--json").stdout)
+    assert (info["name"], info["alias_of"], info["default"]) == ("small", "smollm2", True)  # smollm2, aigc's own default
+    assert "alias_of:" in invoke("models", "info", "small").stdout
+    assert "alias_of" not in json.loads(invoke("models", "info", "smollm2", "--json").stdout)
+    assert invoke("models", "alias", "tiny", str(tiny_model_dir)).exit_code == 0
+    assert json.loads(invoke("models", "info", "tiny", "--json").stdout)["default"] is False
+    assert invoke("models", "default", "small").exit_code == 0  # the default named by the alias: the model it names is the default
+    assert json.loads(invoke("models", "info", "smollm2", "--json").stdout)["default"] is True
 
 
 def test_models_rm_deletes_only_what_aigc_downloaded_or_converted(tiny_model_dir, tmp_path, monkeypatch):
@@ -3917,9 +4022,11 @@ def test_an_answer_cut_off_by_max_tokens_is_noted_on_stderr(tiny_model_dir, monk
     if streamed:  # as on a terminal
         monkeypatch.setattr(chat_cli, "_streamed", lambda *args: True)
         monkeypatch.setattr(run_cli, "sys", types.SimpleNamespace(stdout=types.SimpleNamespace(isatty=lambda: True)))
-    note = "Warning: the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
+    note = "the answer was cut off at --max-tokens 2; raise --max-tokens for the whole answer"
     result = invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log")  # the tiny random model's greedy answer does not end in 2 tokens
-    assert result.exit_code == 0 and note in result.stderr, result.output
+    assert result.exit_code == 0 and note in result.stderr and f"Warning: {note}" not in result.stderr, result.output  # a note: the limit given cut it
+    quiet = invoke("-q", *command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log")
+    assert quiet.exit_code == 0 and "cut off" not in quiet.stderr, quiet.output  # -q hides it
     if not streamed:
         shown = json.loads(invoke(*command, "-m", str(tiny_model_dir), "--max-tokens", "2", "--temperature", "0", "--no-log", "--json").stdout)
         assert shown["finish_reason"] == "length"
@@ -3936,6 +4043,8 @@ def test_the_cut_off_warning_names_a_templates_own_max_tokens(tiny_model_dir):
     for command in (["run", "short", "--var", "input=Plan two days in Rome."], ["chat", "-t", "short", "Plan two days in Rome."]):
         result = invoke(*command, "-m", str(tiny_model_dir), "--no-log")  # the tiny random model's greedy answer does not end in 2 tokens
         assert result.exit_code == 0 and note in result.stderr, result.output
+        quiet = invoke("-q", *command, "-m", str(tiny_model_dir), "--no-log")
+        assert note in quiet.stderr, quiet.output  # a limit the user never gave stays a warning, which -q keeps
         given = invoke(*command, "-m", str(tiny_model_dir), "--no-log", "--max-tokens", "2")
         assert "cut off at --max-tokens 2;" in given.stderr, given.output
 

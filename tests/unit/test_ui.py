@@ -111,6 +111,18 @@ def test_a_piped_table_is_as_wide_as_its_cells_whatever_columns_says(capsys, mon
     assert capsys.readouterr().out.splitlines()[1].split() == ["smollm2-360m-instruct-q4", "a", "previ…"]
 
 
+def test_a_piped_tables_lines_end_in_no_padding(capsys):
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "note"):
+        table.add_column(column)
+    table.add_row("a-long-name", "x")
+    table.add_row("b", "")  # its last cell empty: the row would end in the spaces of two columns
+    ui.print_table(table)
+    assert capsys.readouterr().out.splitlines() == ["name         note", "a-long-name  x", "b"]
+
+
 @pytest.mark.parametrize("env", [{"TERM": "dumb"}, {"TTY_INTERACTIVE": "0"}])
 def test_a_terminal_that_takes_no_cursor_moves_gets_plain_progress_lines(terminal, monkeypatch, env):
     tty, shown = terminal
