@@ -804,7 +804,7 @@ def test_eval_multi_label_reports_each_texts_label_set_as_scikit_learn_does(tiny
     single = invoke("eval", "classify", str(tmp_path / "one.tsv"), *model, "--json")
     assert list(json.loads(single.stdout)) == [
         "examples", "accuracy", "macro_f1", "labels", "confusion", "per_label_f1", "examples_per_second", "method", "calibration", "weighted_f1",
-        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason", "model", "data", "examples_file", "dtype", "aigc_version",
+        "per_label_precision", "per_label_recall", "per_label_support", "examples_read", "method_reason", "model", "model_digest", "data", "examples_file", "dtype", "aigc_version",
     ]  # one label per text: the keys as before, then what was evaluated
     assert bad("eval", "classify", str(tmp_path / "one.tsv"), "--threshold", "0.3", "-m", unloadable) == (2, ["Error: --threshold picks labels with --multi-label; one label per text is always the likeliest"])
     (tmp_path / "none.tsv").write_text("great\t\nawful\t\n")
