@@ -115,7 +115,7 @@ def misplaced_settings(settings: dict, text: str | None = None) -> list[tuple[st
         entries = settings.get(table[0]) if len(table) == 1 else remotes.get(table[1])
         if isinstance(entries, dict):
             found += [(".".join(table), key, key_line(table, key, text)) for key in sorted(set(entries) & set(SETTINGS))]
-    return found
+    return sorted(found, key=lambda item: (item[2] is None, item[2] or 0))  # in the file's order
 
 
 def misplaced_message(path: Path, table: str, key: str, line: int | None) -> str:

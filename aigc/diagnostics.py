@@ -174,7 +174,7 @@ def _threads(context: dict) -> list[Check]:
         facts = {"threads": None, "source": None, "cores": cores}
         if why := _unsettled(exc, context):
             return [Check("threads", "note", f"threads unknown: {why}", facts=facts)]
-        fix = "unset AIGC_THREADS, or set it to a whole number (AIGC_THREADS=2)" if os.environ.get("AIGC_THREADS", "").strip() else f"fix the threads line of {config.settings_file()} (threads = 2), or remove it"
+        fix = "unset AIGC_THREADS, or set it to a whole number (AIGC_THREADS=2)" if _raises(config.env_threads) else f"fix the threads line of {config.settings_file()} (threads = 2), or remove it"
         return [Check("threads", "problem", str(exc), fix, facts)]
     if count is None:
         torch = context.get("torch")
@@ -262,7 +262,7 @@ def _settings(context: dict) -> list[Check]:
     for table, key, line in config.misplaced_settings(settings):
         fix = f"move the {key} line above the first [table] of {path}" + (f" (if it is meant for [{table}], aigc reads no {key} there)" if table != "aliases" else " (or rename the alias)")
         checks.append(Check("config:misplaced", "warning", config.misplaced_message(path, table, key, line), fix, {"table": table, "key": key, "line": line}))
-    return checks + _logs_setting() + _aliases_setting(settings) + _command_tables(settings) + _remotes_setting(settings)
+    return checks + _logs_setting() + _templates_setting(context) + _aliases_setting(settings) + _command_tables(settings) + _remotes_setting(settings)
 
 
 def _failed(id: str, fix: str, check: Callable[[], Any]) -> list[Check]:
@@ -274,6 +274,38 @@ def _failed(id: str, fix: str, check: Callable[[], Any]) -> list[Check]:
     return []
 
 
+def _raises(read: Callable[[], Any]) -> bool:
+    """Whether `read` (a variable's reader, `config.env_threads`) finds its value cannot be used."""
+    try:
+        read()
+    except AigcError:
+        return True
+    return False
+
+
+def _templates_setting(context: dict) -> list[Check]:
+    """`templates_path` and `AIGC_TEMPLATES_PATH` as the commands that find templates read them
+    (`config.templates_path`, `templates.missing_dir`): a value that cannot be used is a problem (noted
+    in `context`, so a later check that fails on it points here), a directory that is not there a warning."""
+    from .templates import env_template_dirs, missing_dir
+
+    checks = []
+    where = f"templates_path in {config.settings_file()}"
+    try:
+        configured = config.templates_path()
+    except AigcError as exc:
+        context.setdefault("unusable", {})[str(exc)] = "templates_path cannot be used (see its line)"
+        checks.append(Check("templates_path", "problem", str(exc), f"write it as a list, templates_path = [\"DIR\"], in {config.settings_file()}, or remove the line", {"templates_path": None}))
+        configured = []
+    for directory in configured:
+        if said := missing_dir(directory, where):
+            checks.append(Check("templates_path", "warning", said, f"make the directory, or take it out of templates_path in {config.settings_file()}", {"directory": str(directory)}))
+    for directory in env_template_dirs():
+        if said := missing_dir(directory, "AIGC_TEMPLATES_PATH"):
+            checks.append(Check("env:templates_path", "warning", said, "make the directory, or take it out of AIGC_TEMPLATES_PATH", {"directory": str(directory)}))
+    return checks
+
+
 def _logs_setting() -> list[Check]:
     """Whether answers are logged and what decides, as the commands that log read it (`aigc.logs.logging_state`)."""
     from . import logs
@@ -281,7 +313,7 @@ def _logs_setting() -> list[Check]:
     try:
         on, decided = logs.logging_state()
     except AigcError as exc:
-        fix = "unset AIGC_LOGS, or set it to 1 or 0" if os.environ.get("AIGC_LOGS", "").strip() else "`aigc logs on` or `aigc logs off` writes it right"
+        fix = "unset AIGC_LOGS, or set it to 1 or 0" if _raises(logs.env_logging) else "`aigc logs on` or `aigc logs off` writes it right"
         return [Check("logs", "problem", str(exc), fix, {"logged": None, "set_by": None})]
     return [Check("logs", "ok", f"answers are {'' if on else 'not '}logged ({decided})", facts={"logged": on, "set_by": decided})]
 
@@ -347,7 +379,7 @@ def effective_settings() -> list[dict[str, Any]]:
     """Each top-level setting of config.toml (config.SETTINGS) in effect, as {"key", "value",
     "source", "error"}: source the flag or AIGC_* variable that set it, "config.toml" or "default",
     read by the functions the commands (and doctor's checks) read it with; error (else None) why
-    the setting cannot be used, value then None. A settings file that cannot be read is an AigcError."""
+    the setting cannot be used, value then None, source then where the value that cannot be used is set. A settings file that cannot be read is an AigcError."""
     from . import logs
 
     settings = config.load_settings()
@@ -360,15 +392,31 @@ def effective_settings() -> list[dict[str, Any]]:
         count, source = config.threads_source()
         return count, source or "default"
 
+    def default_model(kind: str) -> tuple[str, str]:
+        name, said = config.default_source(kind)
+        from .engine import diffusion, models
+
+        models.resolve(None) if kind == "text" else diffusion.resolve_image(None)  # as the commands and doctor check it
+        return name, said
+
+    def default_source(kind: str) -> str:
+        return _source(config.default_source(kind)[1])
+
     readers: dict[str, Callable[[], tuple[Any, str]]] = {
-        "default_model": lambda: config.default_source("text"),
-        "default_image_model": lambda: config.default_source("image"),
+        "default_model": lambda: default_model("text"),
+        "default_image_model": lambda: default_model("image"),
         "logs": logs.logging_state,
         "threads": threads,
         "templates_path": lambda: ([str(path) for path in config.templates_path()], "config.toml" if "templates_path" in settings else "default"),
         "remotes": lambda: (table("remotes", _remote_tables), "config.toml" if "remotes" in settings else "default"),
         "aliases": lambda: (config.model_aliases(), "config.toml" if "aliases" in settings else "default"),
         "serve": lambda: (_command_defaults("serve"), "config.toml" if "serve" in settings else "default"),
+    }
+    blamed: dict[str, Callable[[], str]] = {  # where a setting that cannot be used is set (else config.toml)
+        "default_model": lambda: default_source("text"),
+        "default_image_model": lambda: default_source("image"),
+        "logs": lambda: "AIGC_LOGS" if _raises(logs.env_logging) else "config.toml",
+        "threads": lambda: "AIGC_THREADS" if _raises(config.env_threads) else "config.toml",
     }
     tables = [name for name in config.COMMAND_TABLES if name in settings and name not in readers]  # [chat], [translate], ...: shown where set
     readers |= {name: lambda name=name: (_command_defaults(name), "config.toml") for name in tables}
@@ -378,7 +426,11 @@ def effective_settings() -> list[dict[str, Any]]:
             value, said = readers[key]()
             rows.append({"key": key, "value": value, "source": _source(said), "error": None})
         except AigcError as exc:
-            rows.append({"key": key, "value": None, "source": None, "error": str(exc)})
+            try:
+                source = blamed[key]() if key in blamed else "config.toml"
+            except AigcError:  # its line in the settings file cannot be read
+                source = "config.toml"
+            rows.append({"key": key, "value": None, "source": source, "error": str(exc)})
     return rows
 
 
@@ -402,6 +454,8 @@ def _command_defaults(name: str) -> dict:
 def _unsettled(exc: AigcError, context: dict) -> str | None:
     """Why a check cannot say more, where `exc` is the settings file's own problem (reported once, by the config check),
     or there is no home directory to find it in."""
+    if str(exc) in context.get("unusable", {}):  # a setting's own problem, reported on its line (templates_path)
+        return context["unusable"][str(exc)]
     if str(exc) != context.get("settings_error"):
         return None
     return "no home directory (see the config line)" if isinstance(exc, NoHomeError) else "the settings file cannot be used (see its line)"

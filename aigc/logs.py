@@ -117,17 +117,25 @@ def log_path() -> Path:
 def logging_state() -> tuple[bool, str]:
     """Whether answers are logged, and what decides: `AIGC_LOGS` (on/off, 1/0), else `logs` in
     config.toml, else on."""
-    value = os.environ.get("AIGC_LOGS", "").strip().lower()
-    if value:
-        if value not in _ON | _OFF:
-            raise BadInputError(f"AIGC_LOGS must be on or off (1 or 0), got {value!r}")
-        return value in _ON, "set by AIGC_LOGS"
+    named = env_logging()
+    if named is not None:
+        return named, "set by AIGC_LOGS"
     setting = config.load_settings().get("logs")
     if setting is None:
         return True, "aigc's default"
     if not isinstance(setting, bool):
         raise BadInputError(f"logs in {config.settings_file()} must be true or false; fix it or run `aigc logs on`")
     return setting, f"set in {config.settings_file()}"
+
+
+def env_logging() -> bool | None:
+    """`AIGC_LOGS` as on or off (None when unset or empty); another value is an error."""
+    value = os.environ.get("AIGC_LOGS", "").strip().lower()
+    if not value:
+        return None
+    if value not in _ON | _OFF:
+        raise BadInputError(f"AIGC_LOGS must be on or off (1 or 0), got {value!r}")
+    return value in _ON
 
 
 def enabled() -> bool:

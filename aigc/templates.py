@@ -95,7 +95,7 @@ def template_dirs() -> list[tuple[str, Path]]:
 
     registered = registered_template_dirs()
     dirs = [("builtin" if plugin in DEFAULT_PLUGINS else plugin, Path(path)) for path, (plugin, _) in registered.items()]
-    env = [Path(entry).expanduser() for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep) if entry]
+    env = env_template_dirs()
     configured = config.templates_path()
     for directory in configured:
         _warn_if_missing(directory, f"templates_path in {config.settings_file()}")
@@ -107,15 +107,28 @@ def template_dirs() -> list[tuple[str, Path]]:
     return dirs
 
 
+def env_template_dirs() -> list[Path]:
+    """`AIGC_TEMPLATES_PATH`'s directories, in its order (`~` expanded; empty entries left out)."""
+    return [Path(entry).expanduser() for entry in os.environ.get("AIGC_TEMPLATES_PATH", "").split(os.pathsep) if entry]
+
+
+def missing_dir(directory: Path, where: str) -> str | None:
+    """Why an entry of `where` (AIGC_TEMPLATES_PATH, templates_path) is of no use, where it is no
+    directory (a typo, or one moved): the warning commands give and `aigc doctor` lists; else None."""
+    if directory.is_dir():
+        return None
+    what = "is a file, not a directory" if directory.exists() else "does not exist"
+    return f"{where} names {directory}, which {what}; its templates are not found"
+
+
 _missing_warned: set[tuple[Path, str]] = set()
 
 
 def _warn_if_missing(directory: Path, where: str) -> None:
-    """An `AigcWarning`, once, for an entry of `where` (AIGC_TEMPLATES_PATH, templates_path) that is no directory (a typo, or one moved)."""
-    if not directory.is_dir() and (directory, where) not in _missing_warned:
+    """An `AigcWarning`, once, for an entry of `where` that is no directory (`missing_dir`)."""
+    if (said := missing_dir(directory, where)) and (directory, where) not in _missing_warned:
         _missing_warned.add((directory, where))
-        what = "is a file, not a directory" if directory.exists() else "does not exist"
-        warnings.warn(f"{where} names {directory}, which {what}; its templates are not found", AigcWarning, stacklevel=3)
+        warnings.warn(said, AigcWarning, stacklevel=3)
 
 
 def shadowed() -> dict[str, list[str]]:

@@ -50,8 +50,10 @@ def show(as_json: Annotated[bool, typer.Option("--json", help='Print {"path", "e
     broken = [row for row in rows if row["error"]]
     for row in broken:
         ui.warn(row["error"])
-    if broken:
-        raise BadInputError(f"{', '.join(row['key'] for row in broken)} in {file} cannot be used (above); `aigc doctor` says how to fix {'them' if len(broken) > 1 else 'it'}")
+    if broken:  # each named with where it is set: a variable's (AIGC_THREADS=abc) is not the file's to fix
+        in_file = [row["key"] for row in broken if row["source"] == "config.toml"]
+        named = [f"{row['key']} ({row['source']})" for row in broken if row["source"] != "config.toml"] + ([f"{', '.join(in_file)} in {file}"] if in_file else [])
+        raise BadInputError(f"{', '.join(named)} cannot be used (above); `aigc doctor` says how to fix {'them' if len(broken) > 1 else 'it'}")
 
 
 def _shown(key: str, value: Any) -> str:

@@ -28,10 +28,11 @@ PARAMETERS = {"target_language": "to", "source_language": "from_", "variables": 
 def given_model(ctx: typer.Context, value: str | list[str] | None) -> str | list[str] | None:
     """-m's value; an empty or blank one (`-m "$MODEL"` with MODEL unset) is an error, never the
     default model: that is -m left out."""
-    if any(not name.strip() for name in (value if isinstance(value, list) else [value] if value is not None else [])):
+    blank = [name for name in (value if isinstance(value, list) else [value] if value is not None else []) if not name.strip()]
+    if blank:
         given = given_as(ctx, "model")  # --model, or the settings file's line
-        given, what = ('-m ""', "-m") if given == "--model" else (given, "it")
-        raise BadInputError(f"empty model name ({given}); leave {what} out for the default model, or give an alias from `aigc models list`, a path or a hub id")
+        given, what = (f"-m {json.dumps(blank[0])}", "-m") if given == "--model" else (given, "it")  # quoted as given
+        raise BadInputError(f"{'blank' if blank[0] else 'empty'} model name ({given}); leave {what} out for the default model, or give an alias from `aigc models list`, a path or a hub id")
     return value
 
 

@@ -168,13 +168,15 @@ def blamed_default(kind: str) -> Iterator[str]:
     """The default model of `kind` ("text" or "image"); a `BadInputError` inside names where it was
     set (a variable, the settings file) and how to change it."""
     name, source = config.default_source(kind)
+    flag = " --image" if kind == "image" else ""
+    fix = f"change or unset {source.split()[-1]}" if source.startswith("set by") else f"pick another with `aigc models default{flag} NAME` (or --unset)"
+    if not name.strip():  # `AIGC_DEFAULT_MODEL=" "`: no name, and "leave it out" (the -m error's advice) is the unset
+        raise BadInputError(f"the default {kind} model {name!r} ({source}) is blank, no model name; {fix}")
     try:
         yield name
     except BadInputError as exc:
         if source == "aigc's own default":
             raise
-        flag = " --image" if kind == "image" else ""
-        fix = f"change or unset {source.split()[-1]}" if source.startswith("set by") else f"pick another with `aigc models default{flag} NAME` (or --unset)"
         raise BadInputError(f"the default {kind} model {name!r} ({source}) cannot be used; {fix}. {exc}") from None
 
 

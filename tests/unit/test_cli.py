@@ -3089,14 +3089,14 @@ def test_an_empty_model_option_is_an_error_never_the_default_model(tiny_model_di
     monkeypatch.setattr(serve_running, "build", lambda models, *args, **kwargs: served.append(models) or SimpleNamespace(state=SimpleNamespace(backends={"tiny": None})))
     monkeypatch.setattr(serve_running, "run_server", lambda *args, **kwargs: None)
     (tmp_path / "in.txt").write_text("a fox\n")
-    said = 'Error: empty model name (-m ""); leave -m out for the default model, or give an alias from `aigc models list`, a path or a hub id'
+    said = 'Error: {} model name (-m {}); leave -m out for the default model, or give an alias from `aigc models list`, a path or a hub id'
     for command in (
         ["chat", "hi"], ["summarize", str(tmp_path / "in.txt")], ["run", "summarize", "-"], ["embed", "hi"],
         ["batch", "summarize", "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.jsonl")], ["serve"], ["serve", "-m", "small"],
     ):
-        for empty in ("", "  "):  # `-m "$MODEL"` with MODEL unset
+        for empty, quoted in (("", '""'), ("  ", '"  "')):  # `-m "$MODEL"` with MODEL unset; a blank one quoted as given
             code, lines = bad(*command, "-m", empty)
-            assert (code, lines) == (2, [said]), (command, lines)
+            assert (code, lines) == (2, [said.format("empty" if not empty else "blank", quoted)]), (command, lines)
     assert served == [] and not (tmp_path / "out.jsonl").exists()
     settings = tmp_path / "config" / "config.toml"
     settings.parent.mkdir(exist_ok=True)

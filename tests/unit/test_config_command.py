@@ -60,3 +60,35 @@ def test_config_show_reports_a_bad_aigc_threads_on_its_line_instead_of_refusing_
     result = invoke("config", "show", env={"AIGC_THREADS": "two"})
     assert result.exit_code == 2 and "Warning: AIGC_THREADS must be a whole number of 1 or more, got 'two'" in result.stderr
     assert [line.split()[:2] for line in result.stdout.splitlines()][3] == ["threads", "(cannot"]
+
+
+def test_config_show_names_the_variable_that_cannot_be_used_not_the_settings_file():
+    result = invoke("config", "show", "--json", env={"AIGC_THREADS": "abc", "AIGC_LOGS": "maybe"})
+    settings = json.loads(result.stdout)["settings"]
+    assert result.exit_code == 2 and (settings["threads"]["source"], settings["logs"]["source"]) == ("AIGC_THREADS", "AIGC_LOGS")
+    result = invoke("config", "show", env={"AIGC_THREADS": "abc"})
+    assert result.stderr.strip().splitlines()[-1] == "Error: threads (AIGC_THREADS) cannot be used (above); `aigc doctor` says how to fix it"
+    path = write("threads = 0\n")  # the file's own bad line is still the file's
+    result = invoke("config", "show", "--json", env={"AIGC_LOGS": "maybe"})
+    settings = json.loads(result.stdout)["settings"]
+    assert (settings["threads"]["source"], settings["logs"]["source"]) == ("config.toml", "AIGC_LOGS")
+    said = invoke("config", "show", env={"AIGC_LOGS": "maybe"}).stderr.strip().splitlines()[-1]
+    assert said == f"Error: logs (AIGC_LOGS), threads in {path} cannot be used (above); `aigc doctor` says how to fix them"
+
+
+def test_config_show_refuses_a_default_model_the_commands_refuse():
+    for env, key, said in (
+        ({"AIGC_DEFAULT_MODEL": " "}, "default_model", "Warning: the default text model ' ' (set by AIGC_DEFAULT_MODEL) is blank, no model name; change or unset AIGC_DEFAULT_MODEL"),
+        ({"AIGC_DEFAULT_MODEL": "nonexist-zzz"}, "default_model", "Warning: the default text model 'nonexist-zzz' (set by AIGC_DEFAULT_MODEL) cannot be used; change or unset AIGC_DEFAULT_MODEL. unknown model"),
+        ({"AIGC_DEFAULT_IMAGE_MODEL": "nonexist-zzz"}, "default_image_model", "Warning: the default image model 'nonexist-zzz' (set by AIGC_DEFAULT_IMAGE_MODEL) cannot be used"),
+    ):
+        result = invoke("config", "show", "--json", env=env)
+        row = json.loads(result.stdout)["settings"][key]
+        assert result.exit_code == 2 and row["value"] is None and row["source"] == next(iter(env)) and said in result.stderr, result.stderr
+        chat = invoke("chat", "hi", env=env) if key == "default_model" else None
+        assert chat is None or (chat.exit_code == 2 and said.removeprefix("Warning: ") in chat.stderr)  # the same check as the command's
+
+
+def test_an_empty_aigc_default_model_is_unset():
+    result = invoke("config", "show", "--json", env={"AIGC_DEFAULT_MODEL": ""})
+    assert result.exit_code == 0 and json.loads(result.stdout)["settings"]["default_model"] == {"value": "smollm2", "source": "default", "error": None}

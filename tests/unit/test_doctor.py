@@ -438,3 +438,31 @@ def test_doctor_reports_what_the_commands_reading_a_setting_reject_or_warn_of(te
 def test_the_logging_setting_in_effect_is_an_ok_line_saying_what_decides():
     code, data = report(env={"AIGC_LOGS": "0"})
     assert data["checks"]["logs"]["status"] == "ok" and data["checks"]["logs"]["summary"] == "answers are not logged (set by AIGC_LOGS)"
+
+
+def test_doctor_reports_a_templates_path_the_commands_refuse_on_its_own_line_not_as_a_plugins_crash():
+    path = config.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text('templates_path = "/somewhere"\n')
+    code, data = report()
+    check = data["checks"]["templates_path"]
+    assert check["section"] == "settings" and check["status"] == "problem" and check["summary"] == f'templates_path in {path} must be a list of directories in quotes (templates_path = ["~/team-prompts"]); fix it or remove the line' and check["fix"]
+    assert code == 1 and data["checks"]["doctor:plugins"]["status"] == "note" and "templates_path cannot be used (see its line)" in data["checks"]["doctor:plugins"]["summary"]
+
+
+def test_doctor_warns_of_template_directories_that_are_not_there(tmp_path):
+    path = config.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(f'templates_path = ["{tmp_path / "gone"}"]\n')
+    code, data = report(env={"AIGC_TEMPLATES_PATH": str(tmp_path / "gone2")})
+    assert data["checks"]["templates_path"]["summary"] == f"templates_path in {path} names {tmp_path / 'gone'}, which does not exist; its templates are not found"
+    assert data["checks"]["env:templates_path"]["summary"] == f"AIGC_TEMPLATES_PATH names {tmp_path / 'gone2'}, which does not exist; its templates are not found"
+    assert {data["checks"][id]["status"] for id in ("templates_path", "env:templates_path")} == {"warning"} and code == 0
+
+
+def test_doctor_lists_misplaced_settings_in_the_files_order():
+    path = config.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text('[aliases]\nsmall = "smollm2"\ndefault_model = "smollm2"\nthreads = 2\ntemplates_path = ["x"]\n')
+    _, data = report()
+    assert [check["facts"]["key"] for id, check in data["checks"].items() if id.startswith("config:misplaced")] == ["default_model", "threads", "templates_path"]

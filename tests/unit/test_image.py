@@ -260,7 +260,7 @@ def bad(*args, input=None):
         (["--from-png", ""], "--from-image was given an empty file name"),  # not a run without it (--from-png: its old name)
         (["--from-image", ""], "--from-image was given an empty file name"),
         (["-m", ""], 'empty model name (-m ""); leave -m out for the default model'),  # `-m "$MODEL"` with MODEL unset: not the default model
-        (["-m", " "], 'empty model name (-m ""); leave -m out for the default model'),
+        (["-m", " "], 'blank model name (-m " "); leave -m out for the default model'),
         (["--size", "4096x4096"], "too large"),
         (["--size", "16x16"], "too small"),
         (["--steps", "0"], "--steps must be at least 1"),
