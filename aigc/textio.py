@@ -243,7 +243,7 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones;
     `cues`: a subtitle file's words only (`subtitle_text`), else the file as it is."""
     if not lines and not data.startswith(_BINARY_SIGNATURES) and email_text.is_mail(data, suffix):
-        data = email_text.mail_text(data).encode("utf-8", "replace")
+        data = email_text.mail_text(data, name).encode("utf-8", "replace")
     raw = in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and looks_like_html(raw))
     text = html_to_text(raw, links) if html else subtitle_text(raw, name, suffix, lines) if cues else raw
