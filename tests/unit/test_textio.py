@@ -171,10 +171,10 @@ def test_utf16_with_a_byte_order_mark_is_read_and_without_one_says_how_to_conver
     path.write_bytes("Grüße, 世界".encode("utf-32"))  # its mark begins like UTF-16's
     assert read_document(str(path)) == "Grüße, 世界"
     path.write_bytes(bytes(64))  # NULs only: no side to tell
-    with pytest.raises(BadInputError, match=r"binary file; give a \.txt, \.md or \.html document or \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles$"):
+    with pytest.raises(BadInputError, match=r"binary file; give a document \(\.txt, \.md or \.html, \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles or \.eml/\.mbox e-mail\)$"):
         read_document(str(path))
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    with pytest.raises(BadInputError, match=r"binary file; give a \.txt, \.md or \.html document or \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles$"):  # no UTF-16 hint for an image
+    with pytest.raises(BadInputError, match=r"binary file; give a document \(\.txt, \.md or \.html, \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles or \.eml/\.mbox e-mail\)$"):  # no UTF-16 hint for an image
         read_document(str(path))
 
 
@@ -238,7 +238,7 @@ def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_an
     rng = random.Random(7)
     noise = bytes(rng.randrange(1, 256) for _ in range(100))  # no NUL to tell it by
     for name in ("rows.jsonl", STDIN):
-        with pytest.raises(BadInputError, match=f"^{name} looks like a binary file; give a .txt"):
+        with pytest.raises(BadInputError, match=f"^{name} looks like a binary file; give a document \\(.txt"):
             decode_text(noise, name)
     text = "Où est la gare? Ça coûte 5 €.\f\x1a\n".encode("cp1252") * 3  # a page break and DOS's end of file: still text
     with pytest.raises(BadInputError, match="is not valid UTF-8"):
