@@ -374,19 +374,31 @@ def document_paths(sources: list[str]) -> tuple[list[str], list[str]]:
     """The document files `sources` name, each once, in order: a file as given, a folder's files with a
     document suffix (`DOCUMENT_SUFFIXES`), found in it and its subfolders in name order, hidden ones left out,
     and a quoted glob pattern's (`'inbox/*.html'`, `**` for subfolders) as the shell would expand it;
-    and the files the folders hold that are no documents (skipped). Paths are as given (`./inbox/a.html`:
-    `inbox/a.html`), a folder's joined to it."""
+    and the files the folders hold that are no documents, and the broken symbolic links folders and
+    patterns hold (skipped). Paths are as given (`./inbox/a.html`: `inbox/a.html`), a folder's joined to it;
+    a file found again by another path (a symbolic link to it) is read once, by the path first found."""
     from .textio import DOCUMENT_SUFFIXES
 
     found: dict[str, None] = {}
+    real_paths: set[str] = set()
     skipped: list[str] = []
+
+    def add(file: str) -> None:
+        if os.path.islink(file) and not os.path.exists(file):
+            skipped.append(file)  # a link to nothing
+        elif (real := os.path.realpath(file)) not in real_paths:
+            real_paths.add(real)
+            found[file] = None
+
     for source in sources:
         path = Path(source).expanduser()
         if not path.exists() and any(char in source for char in "*?["):
             matches = sorted(glob.glob(str(path), recursive=True))
             if not matches:
                 raise BadInputError(f"no file matches {source}")
-            found.update(dict.fromkeys(os.path.normpath(match) for match in matches if os.path.isfile(match)))
+            for match in matches:
+                if not os.path.isdir(match):
+                    add(os.path.normpath(match))
         elif path.is_dir():
             for folder, folders, names in os.walk(path):
                 folders[:] = sorted(name for name in folders if not name.startswith("."))
@@ -394,11 +406,11 @@ def document_paths(sources: list[str]) -> tuple[list[str], list[str]]:
                     if not name.startswith("."):
                         file = os.path.normpath(os.path.join(folder, name))
                         if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
-                            found[file] = None
+                            add(file)
                         else:
                             skipped.append(file)
         elif path.exists():
-            found[os.path.normpath(path)] = None
+            add(os.path.normpath(path))
         else:
             raise BadInputError(f"no such file: {source}")
     return list(found), skipped

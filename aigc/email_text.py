@@ -6,7 +6,9 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import warnings
 
+from .errors import AigcWarning
 from .html_text import html_to_text
 
 SUFFIXES = (".eml", ".mbox")
@@ -21,25 +23,29 @@ _SIGNATURE = re.compile(r"^--[ \t]*$")  # "-- ", the signature's separator (RFC 
 
 def is_mail(data: bytes, suffix: str = "") -> bool:
     """Whether `data` is e-mail: it starts with a header block (after an mbox `From ` line or not),
-    its first blank line ending it, with a `From:` and, for a file without an .eml or .mbox suffix,
-    a mail-only header (`Received:`, `MIME-Version:`, `Message-ID:`, ...): a memo's From:/To:/Subject: lines are not enough."""
+    its first blank line ending it. With an .eml or .mbox suffix any header block will do (a draft
+    or an exported message may have no `From:`); without one it takes a `From:` and a mail-only header
+    (`Received:`, `MIME-Version:`, `Message-ID:`, ...): a memo's From:/To:/Subject: lines are not enough."""
     head = data[:8192].replace(b"\r\n", b"\n")
     block = head.split(b"\n\n", 1)[0].split(b"\n")
     if block and block[0].startswith(b"From "):
         block = block[1:]
-    if len(block) < 2 or not all(_HEADER.match(line) or line[:1] in (b" ", b"\t") for line in block):
+    mailish = suffix.lower() in SUFFIXES
+    if len(block) < (1 if mailish else 2) or not _HEADER.match(block[0]) or not all(_HEADER.match(line) or line[:1] in (b" ", b"\t") for line in block):
         return False
     names = {m.group(1).decode().lower() for line in block if (m := _HEADER.match(line))}
-    return "from" in names and (suffix.lower() in SUFFIXES or bool(names & _MAIL_HEADERS))
+    return mailish or ("from" in names and bool(names & _MAIL_HEADERS))
 
 
-def mail_text(data: bytes) -> str:
+def mail_text(data: bytes, name: str = "the message") -> str:
     """A message's (or an mbox's messages', in order) text: each its subject as a `# ` heading, then
     its text/plain part (else its HTML one, as text), without quoted reply lines (`> ...`, and the
-    "... wrote:" line above them) or the signature below a `-- ` line."""
+    "... wrote:" line above them) or the signature below a `-- ` line. A message with no text part
+    (an attachment only) is its subject, with an `AigcWarning` naming `name`."""
     data = data.replace(b"\r\n", b"\n")
     messages = _MBOX_FROM.split(data) if _MBOX_FROM.match(data) else [data]
     texts = []
+    textless = []  # the messages (1-based) with no text part
     for raw in messages:
         if not raw.strip():
             continue
@@ -54,7 +60,14 @@ def mail_text(data: bytes) -> str:
             except (LookupError, ValueError):  # an unknown charset or a broken transfer encoding
                 text = body.get_payload(decode=True).decode("utf-8", "replace")
             text = html_to_text(text) if body.get_content_type() == "text/html" else _without_replies(text)
+        else:
+            textless.append(len(texts) + 1)
         texts.append("\n\n".join(part for part in (f"# {subject}" if subject else "", text.strip()) if part))
+    if textless and len(texts) == 1:
+        warnings.warn(f"{name} has no text part: only its subject is read", AigcWarning, stacklevel=3)
+    elif textless:
+        which = ", ".join(map(str, textless[:5])) + (", ..." if len(textless) > 5 else "")
+        warnings.warn(f"{name}: {len(textless)} of its {len(texts)} messages have no text part (message {which}): only their subjects are read", AigcWarning, stacklevel=3)
     return "\n\n".join(text for text in texts if text)
 
 

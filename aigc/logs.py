@@ -12,7 +12,7 @@ import re
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -265,10 +265,11 @@ def _shown(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def since_time(when: str, now: datetime | None = None, flag: str = "--since") -> datetime:
+def since_time(when: str, now: datetime | None = None, flag: str = "--since", end_of_day: bool = False) -> datetime:
     """The time `aigc logs --since WHEN` (or `--until WHEN`, named by `flag` in the error) names: an ISO
     date, or date and time (`2026-12-06`, `2026-12-06T08:00`), in local time unless it names its zone
-    (`Z`, `+01:00`, or ` UTC` as `aigc logs` shows a time); or a time before `now`: `90s`, `30m`, `12h`, `7d`, `2w`."""
+    (`Z`, `+01:00`, or ` UTC` as `aigc logs` shows a time); or a time before `now`: `90s`, `30m`, `12h`, `7d`, `2w`.
+    `end_of_day` (`--until`'s): a date alone is the end of that day, the next midnight, so `--since D --until D` is day D."""
     text = when.strip()
     utc = text.endswith(" UTC")
     try:
@@ -276,6 +277,8 @@ def since_time(when: str, now: datetime | None = None, flag: str = "--since") ->
             return (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
         zoned = re.sub(r"[Zz]$", "+00:00", text.removesuffix(" UTC"))  # fromisoformat takes Z from Python 3.11 on, z never
         moment = datetime.fromisoformat(zoned)
+        if end_of_day and _date_only(zoned):
+            moment += timedelta(days=1)
     except (ValueError, OverflowError):
         raise BadInputError(
             f"{flag} takes a date or time, as 2026-12-06 or 2026-12-06T08:00 (local time; Z or +01:00 names its zone), or a time ago, as 30m, 12h or 7d; not {when!r}"
@@ -283,6 +286,15 @@ def since_time(when: str, now: datetime | None = None, flag: str = "--since") ->
     if utc and moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)  # a time naming no zone is local
+
+
+def _date_only(text: str) -> bool:
+    """Whether `text` is an ISO date with no time (`2026-12-06`)."""
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def query_terms(query: str) -> list[str]:

@@ -24,7 +24,10 @@ HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 _BINARY_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x1f\x8b")
 
 
-DOCUMENT = f"a .txt, .md or .html document or {'/'.join(subtitles.SUFFIXES)} subtitles"  # what a command reading a document takes, as errors ask for it
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES, *email_text.SUFFIXES)  # the files a folder's documents are
+DOCUMENT_FILES = f"{', '.join(DOCUMENT_SUFFIXES[:-1])} and {DOCUMENT_SUFFIXES[-1]} files"  # them in words, for help and messages
+DOCUMENT_KINDS = f".txt, .md or .html, {'/'.join(subtitles.SUFFIXES)} subtitles or {'/'.join(email_text.SUFFIXES)} e-mail"  # what a document may be, shorter
+DOCUMENT = f"a document ({DOCUMENT_KINDS})"  # what a command reading a document takes, as errors ask for it
 # UTF-32's marks first: UTF-16's little-endian one begins UTF-32's
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
@@ -243,7 +246,7 @@ def decode_document(data: bytes, name: str, suffix: str = "", expected: str = DO
     nothing stripped, so line numbers count from the first line; `links`: HTML's links as Markdown ones;
     `cues`: a subtitle file's words only (`subtitle_text`), else the file as it is."""
     if not lines and not data.startswith(_BINARY_SIGNATURES) and email_text.is_mail(data, suffix):
-        data = email_text.mail_text(data).encode("utf-8", "replace")
+        data = email_text.mail_text(data, name).encode("utf-8", "replace")
     raw = in_declared_charset(data, suffix.lower() in HTML_SUFFIXES or not lines) or decode_text(data, name, expected)
     html = suffix.lower() in HTML_SUFFIXES or (not lines and looks_like_html(raw))
     text = html_to_text(raw, links) if html else subtitle_text(raw, name, suffix, lines) if cues else raw
@@ -306,7 +309,6 @@ def _missing(source: str, kind: str = "file", text_hint: str | None = None) -> B
     return BadInputError(f"no such {kind}: {source}" + (f" ({text_hint})" if text_hint and words else ""))
 
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", *subtitles.SUFFIXES, *email_text.SUFFIXES)
 FILE_SUFFIXES = (*DOCUMENT_SUFFIXES, ".csv", ".tsv", ".jsonl", ".ndjson", ".json")  # a word ending so names a file, not text
 OTHER_FILE_SUFFIXES = (".pdf", ".docx", ".doc", ".odt", ".rtf", ".rst", ".epub", ".xlsx", ".xls", ".ods", ".parquet", ".xml", ".yaml", ".yml")  # files aigc reads not, named as text by mistake
 PATH_LIKE = re.compile(r"(?:~|\.\.?)/|/[^/]+/|.*/[^/]*\.[A-Za-z][A-Za-z0-9]{0,7}\Z|[\w.~-]*\w/\Z")  # ./x, ../x, ~/x, /a/b, dir/name.ext, dir/: a path (and/or, 24/7, TCP/IP, :/, /start: words)

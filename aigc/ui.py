@@ -257,22 +257,24 @@ def stream_result(pieces: Iterator[str], on_stop: Callable[[str], None] = lambda
 class _Lines:
     """Progress as plain lines on stderr where it is no terminal (a log, nohup, CI), as tqdm's
     `mininterval` but for logs: a line at most every `PLAIN_EVERY` seconds, the first only once the
-    run has taken that long, so a short run writes none. Calling it with `line(now)` writes that line when one is due;
+    run has taken that long, so a short run writes none. Calling it with `line(now)` writes that line when one is due,
+    and with `final` (the stage's last step done) whenever an earlier line was written, so a log ends at `1/1`, not `0/1`;
     inside `beating()`, a step that runs longer than that (one summary, a headline's samples, a row) gets its latest
     line again every `PLAIN_EVERY` seconds, saying how long the run has taken, so a slow run does not look hung."""
 
     def __init__(self) -> None:
         self.last = self.start = clock()
         self.latest: Callable[[float], str] | None = None  # the line last reported, for `beat`
+        self.wrote = False  # whether a line was written yet
         self.lock = threading.Lock()
 
-    def __call__(self, line: Callable[[float], str]) -> None:
+    def __call__(self, line: Callable[[float], str], final: bool = False) -> None:
         with self.lock:
             self.latest = line
             now = clock()
-            if now - self.last < PLAIN_EVERY:
+            if now - self.last < PLAIN_EVERY and not (final and self.wrote):
                 return
-            self.last = now
+            self.last, self.wrote = now, True
         info(line(now))
 
     def beat(self) -> None:
@@ -281,7 +283,7 @@ class _Lines:
             now = clock()
             if self.latest is None or now - self.last < PLAIN_EVERY:
                 return
-            self.last, line = now, self.latest
+            self.last, self.wrote, line = now, True, self.latest
         info(f"{line(now)} (still running, {_taken(now - self.start)} in)")
 
     @contextlib.contextmanager
@@ -303,13 +305,13 @@ class _Lines:
 
 
 def _taken(seconds: float) -> str:
-    """How long something has taken: "45 s", "7 min", "1 h 5 min"."""
+    """How long something has taken, to the second, so lines 30 s apart differ: "45 s", "90 s",
+    "2 min 30 s", "7 min", "1 h 5 min 30 s"."""
     seconds = round(seconds)
-    if seconds < 60:
+    if seconds < 120:
         return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    parts = ((seconds // 3600, "h"), (seconds % 3600 // 60, "min"), (seconds % 60, "s"))
+    return " ".join(f"{n} {unit}" for n, unit in parts if n)
 
 
 def _about(seconds: float | None) -> str:
@@ -390,7 +392,7 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
                 return
             since, first = started.setdefault(what, (clock(), done))
             of = "" if total is None else f"/{total}"
-            lines(lambda now: f"{what}: {done}{of}" + _about(rate_and_left(done - first, None if total is None else total - first, now - since)[1]))
+            lines(lambda now: f"{what}: {done}{of}" + _about(rate_and_left(done - first, None if total is None else total - first, now - since)[1]), final=done == total)
 
         with lines.beating():
             yield plain
@@ -451,7 +453,7 @@ def items_progress(what: str, total: int | None = None) -> Iterator[Callable[[in
         def plain(done: int, total: int) -> None:
             if not started:
                 started.append(clock())
-            lines(lambda now: _rows_line(what, done, total, now - started[0]))
+            lines(lambda now: _rows_line(what, done, total, now - started[0]), final=done == total)
 
         with lines.beating():
             yield plain

@@ -1,6 +1,7 @@
 """`aigc batch TASK --input FILE -o OUT.jsonl`."""
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Collection, Optional
 
@@ -8,7 +9,7 @@ import typer
 
 from .. import ui
 from ..errors import BadInputError, ItemsFailedError, OptionError, Terminated, UnknownGeneratorError, did_you_mean, option
-from ..textio import DOCUMENT_SUFFIXES, STDIN, check_utf8, parse_json
+from ..textio import DOCUMENT_FILES, DOCUMENT_SUFFIXES, STDIN, check_utf8, parse_json
 from ..writing import STDOUT, output_target
 from . import complete, examples
 from ..generators.base import coerce_value
@@ -49,7 +50,7 @@ def parse_options(pairs: list[str], known: Collection[str] = ()) -> dict[str, An
 def batch(
     task: Annotated[str, typer.Argument(metavar="TASK", help="The task to run: summarize, headline, translate, classify, embed, chat, template, or a plugin's (images: aigc image, once per prompt).", autocompletion=complete.generators)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="OUT.jsonl", help="Results, one JSON line per row; rerunning skips rows already done and runs failed or edited ones again (- for stdout). A .csv or .tsv is a table for a spreadsheet (UTF-8, a .csv with a byte-order mark for Excel: --bom/--no-bom; text beginning with = + - @, a tab or CR gets a ' before it, so it is not run as a formula), written whole as the run ends or stops, from OUT.csv.jsonl beside it, which a rerun resumes.")],
-    documents: Annotated[Optional[list[str]], typer.Argument(metavar="DOCUMENT", help="Documents to run instead of rows: files (inbox/*.html, as the shell expands it) or folders (their .txt, .md, .html and subtitle files, subfolders too), each one row, read as `aigc summarize FILE` reads it, its id its path; -i DIR (or a quoted 'GLOB') does the same.", show_default=False)] = None,
+    documents: Annotated[Optional[list[str]], typer.Argument(metavar="DOCUMENT", help="Documents to run instead of rows: files (inbox/*.html, as the shell expands it) or folders (their " + DOCUMENT_FILES + ", subfolders too), each one row, read as `aigc summarize FILE` reads it, its id its path; -i DIR (or a quoted 'GLOB') does the same.", show_default=False)] = None,
     input: Annotated[Optional[str], typer.Option("--input", "-i", metavar="FILE", help="Rows to run: .jsonl (or .ndjson), .csv (comma, semicolon, tab or pipe between cells), .tsv, or .txt (one item per line); - for stdin (read when piped and no -i is given): JSON Lines, or the --format named.", show_default=False)] = None,
     input_format: InputFormat = None,
     field: Annotated[Optional[str], typer.Option(help="The column (JSON key; doc.body for a nested one) holding each row's text (default: text). headline reads --field topic as topics, any other column as articles, and a .txt line as a topic (--field article: an article a line).", show_default=False)] = None,
@@ -123,7 +124,7 @@ def batch(
         if skipped:
             ui.warn(_skipped_note(skipped, not paths))
         if not paths:
-            raise BadInputError(f"{input} holds no documents ({', '.join(DOCUMENT_SUFFIXES)} files)")
+            raise BadInputError(f"{input} holds no documents ({DOCUMENT_FILES})")
         rows = document_rows(paths)
     else:
         rows = read_rows(input, id_field, field, input_format=input_format)
@@ -221,15 +222,23 @@ def _documents(input: str | None, documents: list[str], input_format: str | None
 
 
 def _skipped_note(skipped: list[str], only: bool) -> str:
-    """The files of the folders given that are no documents, left out (`only`: they were all the folders held)."""
+    """The files of the folders given that are no documents, and the broken symbolic links of folders and
+    patterns, left out (`only`: they were all the documents given)."""
     kinds: dict[str, int] = {}
+    broken = 0
     for path in skipped:
+        if os.path.islink(path) and not os.path.exists(path):
+            broken += 1
+            continue
         kind = Path(path).suffix.lower() or "no suffix"
         kinds[kind] = kinds.get(kind, 0) + 1
-    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
-    rest = "" if only else "; name one with its path to run it too"
+    counted = ", ".join([f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda item: (-item[1], item[0]))] + [f"{broken} broken link{'s' * (broken != 1)}"] * bool(broken))
     one = len(skipped) == 1
-    return f"skipped {len(skipped)} file{'s' * (not one)} that {'is no document' if one else 'are no documents'} ({counted}): {first_few(skipped, 3)}; a folder's .txt, .md, .html and subtitle files are read{rest}"
+    if broken == len(skipped):
+        return f"skipped {broken} broken symbolic link{'s' * (not one)} (to no file): {first_few(skipped, 3)}"
+    rest = "" if only else "; name one with its path to run it too"
+    what = ("is no document" if one else "are no documents") if not broken else "are no documents or broken links"
+    return f"skipped {len(skipped)} file{'s' * (not one)} that {what} ({counted}): {first_few(skipped, 3)}; a folder's {DOCUMENT_FILES} are read{rest}"
 
 
 def _stopped_note(done: int, total: int, output: str) -> str:

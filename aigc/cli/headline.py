@@ -5,16 +5,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import subtitles, ui
+from .. import ui
 from ..errors import BadInputError
-from ..textio import read_document
+from ..textio import DOCUMENT_KINDS, read_document
 from ..writing import output_target
 from . import complete, examples
 from .lines import check_lines_source, run_lines
 from .command_defaults import DefaultsCommand
 from .options import RunOptions, emit, generation_options, not_a_folder, source_or_stdin, template_file, weights_of
 
-ARTICLE = f"an article with some text in it (.txt, .md or .html, or {'/'.join(subtitles.SUFFIXES)} subtitles), or a topic with --topic TEXT"  # in place of an empty or binary one
+ARTICLE = f"an article with some text in it ({DOCUMENT_KINDS}), or a topic with --topic TEXT"  # in place of an empty or binary one
 
 
 @generation_options(logged=True)

@@ -30,7 +30,7 @@ Truncate = Annotated[bool, typer.Option("--truncate", "-t", "--short", "-s", hel
 IdGt = Annotated[Optional[int], typer.Option("--id-gt", metavar="ID", help="Only answers logged after this one (ids grow as answers are logged): for an export of what is new since the last.", show_default=False)]
 IdGte = Annotated[Optional[int], typer.Option("--id-gte", metavar="ID", help="Only this answer and those logged after it.", show_default=False)]
 Since = Annotated[Optional[str], typer.Option("--since", metavar="WHEN", help="Only answers logged since WHEN: 2026-12-06, 2026-12-06T08:00 (local time; Z or +01:00 names the zone), or a time ago: 30m, 12h, 7d.", show_default=False)]
-Until = Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Only answers logged before WHEN, in --since's forms; with --since, the answers in between.", show_default=False)]
+Until = Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Only answers logged before WHEN, in --since's forms; a date alone means up to that day's end (the next midnight), so --since 2026-12-06 --until 2026-12-06 is that day; with --since, the answers in between.", show_default=False)]
 
 
 @logs_app.callback()
@@ -70,7 +70,7 @@ def _show(count, query, model, command, session, response, as_json, current, ext
     if session:
         session = conversations.session_label(conversations.session_path(session))
     firsts = [first for first in (None if id_gt is None else id_gt + 1, id_gte) if first is not None]
-    window = {"since": None if since is None else logs.since_time(since), "until": None if until is None else logs.since_time(until, flag="--until")}
+    window = {"since": None if since is None else logs.since_time(since), "until": None if until is None else logs.since_time(until, flag="--until", end_of_day=True)}
     found = logs.entries(1 if response else count or None, query, model, command, session, min_id=max(firsts, default=None), template=template, **window)
     if as_json:
         ui.result(json.dumps([e.as_dict() for e in found], indent=2, ensure_ascii=False))
@@ -148,7 +148,7 @@ def path() -> None:
 def remove(
     ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
-    until: Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Delete the answers logged before WHEN: 30d (older than 30 days), 12h, 2026-12-06, 2026-12-06T08:00, as `aigc logs --until` takes it.", show_default=False)] = None,
+    until: Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Delete the answers logged before WHEN: 30d (older than 30 days), 12h, 2026-12-06T08:00, or 2026-12-06 (up to that day's end: that day's answers too), as `aigc logs --until` takes it.", show_default=False)] = None,
     keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the latest N answers and delete the rest; with --until, only those of the rest logged before WHEN.", show_default=False)] = None,
     yes: Yes = False,
 ) -> None:
@@ -160,7 +160,7 @@ def remove(
     if sum((bool(ids), everything, pruning)) != 1:
         raise BadInputError("give ids, --all, or --until WHEN and/or --keep N: one of these, not two" if ids or everything or pruning else "give the ids of the answers to delete, --all, --until WHEN (older ones) or --keep N (all but the latest N)")
     if pruning:
-        return _prune(None if until is None else logs.since_time(until, flag="--until"), keep, yes)
+        return _prune(None if until is None else logs.since_time(until, flag="--until", end_of_day=True), keep, yes)
     ids = list(dict.fromkeys(ids or []))
     doomed = conversations.unnamed_files(None if everything else logs.sessions_of(ids))  # their text is kept there too, for `aigc chat -c`
     if everything:

@@ -483,7 +483,9 @@ def not_a_folder(source: Optional[str], task: str) -> None:
     """A `BadInputError` for a folder given a command that reads one document, naming the
     `aigc batch` command that runs the task on each document in it."""
     if source and source != "-" and os.path.isdir(os.path.expanduser(source)):
-        raise BadInputError(f"{source} is a folder; `aigc batch {task} {shlex.quote(source)} -o OUT.jsonl` runs {task} on each document in it (.txt, .md, .html, subtitles), one JSON line each")
+        from ..textio import DOCUMENT_FILES
+
+        raise BadInputError(f"{source} is a folder; `aigc batch {task} {shlex.quote(source)} -o OUT.jsonl` runs {task} on each document in it ({DOCUMENT_FILES}), one JSON line each")
 
 
 def template_file(name: Optional[str]) -> Optional[str]:

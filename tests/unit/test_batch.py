@@ -2183,7 +2183,7 @@ def test_batch_over_a_folder_runs_each_document_read_as_summarize_reads_it_resum
     assert list(rows) == ["inbox/notes.md", "inbox/page.html", "inbox/sub/talk.vtt"]  # by path, subfolders too; hidden files and non-documents left out
     assert rows["inbox/page.html"] == "Bees make honey on city roofs." and "SCRIPTTEXT" not in out.read_text()  # HTML's text, as `aigc summarize FILE` reads it
     assert rows["inbox/sub/talk.vtt"] == "Ann: Welcome to the meeting."
-    assert "skipped 2 files that are no documents (1 .jsonl, 1 .pdf): inbox/report.pdf, inbox/rows.jsonl; a folder's .txt, .md, .html and subtitle files are read; name one" in result.stderr
+    assert "skipped 2 files that are no documents (1 .jsonl, 1 .pdf): inbox/report.pdf, inbox/rows.jsonl; a folder's .txt, .md, .markdown, .html, .htm, .srt, .vtt, .sbv, .ass, .ssa, .eml and .mbox files are read; name one" in result.stderr
     (folder / "notes.md").write_text("Cities plant more rooftop gardens.\n")  # edited: run again; the others are done
     again = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", "-i", "./inbox/", "-o", str(out), "-O", "words=40"])
     assert again.exit_code == 0 and "1 row written" in again.stderr and "2 already done" in again.stderr, again.output
@@ -2224,3 +2224,45 @@ def test_batch_documents_given_wrongly_are_one_line_errors(tmp_path, monkeypatch
         (tmp_path / name).write_text("one\n")
     result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", *args, "-o", "-"])
     assert result.exit_code == 2 and error in result.stderr and result.stdout == "", result.output
+
+
+@pytest.mark.parametrize("given", [["inbox"], ["-i", "inbox/**/*.md"]])
+def test_a_broken_link_is_skipped_with_a_warning_and_a_link_to_a_file_in_the_run_is_read_once(tmp_path, monkeypatch, given):
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+
+    folder = _documents(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (folder / "sub" / "c.md").write_text("Bees fly far.\n")
+    (folder / "broken.md").symlink_to(tmp_path / "nonexistent.md")
+    (folder / "link.md").symlink_to("sub/c.md")  # found first, by its name: the file under sub/ is the same one
+    result = CliRunner().invoke(app, ["batch", "summarize", "-m", "echo", *given, "-o", "out.jsonl"])
+    assert result.exit_code == 0, result.output
+    assert [row["id"] for row in lines(tmp_path / "out.jsonl")] == ["inbox/link.md", "inbox/notes.md"] + (["inbox/page.html", "inbox/sub/talk.vtt"] if given == ["inbox"] else [])
+    assert "inbox/broken.md" in result.stderr and "broken" in result.stderr.split("inbox/broken.md")[0].rsplit("Warning:", 1)[-1]
+
+
+def test_the_skipped_files_warning_counts_broken_links_apart(tmp_path):
+    from aigc.cli.batch import _skipped_note
+
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "pic.png").write_bytes(b"\x89PNG")
+    gone, pic = str(tmp_path / "gone.txt"), str(tmp_path / "pic.png")
+    assert _skipped_note([gone], True) == f"skipped 1 broken symbolic link (to no file): {gone}"
+    assert _skipped_note([pic, gone], False).startswith(f"skipped 2 files that are no documents or broken links (1 .png, 1 broken link): {pic}, {gone}; a folder's .txt, .md, ")
+
+
+def test_the_document_types_are_named_in_full_in_batch_help_and_the_readme():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from aigc.cli.app import app
+    from aigc.textio import DOCUMENT_FILES, DOCUMENT_SUFFIXES
+
+    help_text = " ".join(CliRunner().invoke(app, ["batch", "--help"]).output.replace("│", " ").split())
+    assert " ".join(DOCUMENT_FILES.split()) in help_text and ".eml" in DOCUMENT_FILES
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    batch_section = readme[readme.index("Documents run as rows too"):][:1500]
+    assert all(f"`{suffix}`" in batch_section for suffix in DOCUMENT_SUFFIXES)

@@ -566,7 +566,7 @@ def test_piped_text_is_read_when_no_input_is_given(tiny_model_dir, command):
         assert result.exit_code == 0 and json.loads(result.stdout), result.output
     code, lines = bad(*command, "-m", "no-such-model", input="Bees make honey in the city.\n")
     assert code == 2 and lines[-1].startswith("Error: unknown model 'no-such-model'"), lines  # the text was taken: the model is next
-    give = "an article with some text in it (.txt, .md or .html, or .srt/.vtt/.sbv/.ass/.ssa subtitles), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
+    give = "an article with some text in it (.txt, .md or .html, .srt/.vtt/.sbv/.ass/.ssa subtitles or .eml/.mbox e-mail), or a topic with --topic TEXT" if command[0] == "headline" else "a document with some text in it"
     assert bad(*command, "-m", "no-such-model", input="") == (2, [f"Error: standard input is empty; give {give}"])  # stdin was read
 
 
@@ -4395,7 +4395,7 @@ def test_several_files_or_a_folder_given_a_one_document_command_name_the_batch_w
     code, lines = bad(command, str(tmp_path / "a.txt"), str(tmp_path / "b.md"), "-m", "echo")
     assert code == 2 and len(lines) == 1 and f"aigc {command} reads one document; `aigc batch {command} FILE... -o OUT.jsonl` runs it on each of several" in lines[0]
     code, lines = bad(command, str(tmp_path), "-m", "echo")
-    assert (code, lines) == (2, [f"Error: {tmp_path} is a folder; `aigc batch {command} {tmp_path} -o OUT.jsonl` runs {command} on each document in it (.txt, .md, .html, subtitles), one JSON line each"])
+    assert (code, lines) == (2, [f"Error: {tmp_path} is a folder; `aigc batch {command} {tmp_path} -o OUT.jsonl` runs {command} on each document in it (.txt, .md, .markdown, .html, .htm, .srt, .vtt, .sbv, .ass, .ssa, .eml and .mbox files), one JSON line each"])
     code, lines = bad(command, "some", "words", "-m", "echo")  # no files: click's own message
     assert code == 2 and "batch" not in lines[0]
 

@@ -468,6 +468,33 @@ def test_since_reads_a_time_ago_a_zoned_time_and_a_local_one(monkeypatch):
             logs.since_time(bad, now)
 
 
+def test_a_date_alone_as_until_is_the_end_of_that_day_so_since_and_until_the_same_day_is_that_day(monkeypatch):
+    import sqlite3
+    import time
+    from contextlib import closing
+    from datetime import datetime, timezone
+
+    monkeypatch.setenv("TZ", "UTC-02")  # local time two hours east of UTC: the day is a local one, as --since's
+    time.tzset()
+    try:
+        assert logs.since_time("2026-12-06", flag="--until", end_of_day=True) == datetime(2026, 12, 6, 22, 0, tzinfo=timezone.utc)
+        assert logs.since_time("2026-12-06 UTC", flag="--until", end_of_day=True) == datetime(2026, 12, 7, 0, 0, tzinfo=timezone.utc)
+        assert logs.since_time("2026-12-06T08:00", flag="--until", end_of_day=True) == datetime(2026, 12, 6, 6, 0, tzinfo=timezone.utc)  # a time: as it is
+        ids = [logs.record(entry(n)) for n in range(4)]
+        with closing(sqlite3.connect(logs.log_path())) as db, db:  # local: Dec 5 23:30, Dec 6 00:30, Dec 6 23:30, Dec 7 00:30
+            for n, when in enumerate(("2026-12-05T21:30:00+00:00", "2026-12-05T22:30:00+00:00", "2026-12-06T21:30:00+00:00", "2026-12-06T22:30:00+00:00")):
+                db.execute("UPDATE responses SET datetime_utc = ? WHERE id = ?", (when, ids[n]))
+        day = invoke("logs", "--json", "--since", "2026-12-06", "--until", "2026-12-06")
+        assert day.exit_code == 0, day.output
+        assert [r["id"] for r in json.loads(day.stdout)] == ids[1:3]
+        assert invoke("logs", "rm", "--until", "2026-12-06").exit_code == 0 and [row["id"] for row in logged()] == ids[3:]  # that day's too
+        for command in (["logs", "--help"], ["logs", "rm", "--help"]):
+            assert "that day" in " ".join(invoke(*command).stdout.replace("│", " ").split())
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_short_is_llm_logs_s_for_the_one_line_listing():
     logs.record(entry(1, prompt="line one\nline two", response="A short\nsummary."))
     assert invoke("logs", "-s").stdout == invoke("logs", "--truncate").stdout == invoke("logs", "--short").stdout

@@ -237,7 +237,44 @@ def test_a_long_step_in_a_log_repeats_its_line_every_30_seconds_while_it_runs(lo
         _wait_for(lambda: screen.getvalue().count("\n") == 2)
     clock.now = 1000  # the step done: no more lines
     time.sleep(0.1)
-    assert screen.getvalue().splitlines() == [line.format("2 min"), line.format("3 min")]
+    assert screen.getvalue().splitlines() == [line.format("2 min 30 s"), line.format("3 min 1 s")]
+
+
+def test_a_log_ends_at_the_last_step_done_even_right_after_a_heartbeat_line(log, monkeypatch):
+    import time
+
+    screen, clock = log
+    monkeypatch.setattr(ui, "HEARTBEAT_CHECK", 0.01)
+    with ui.progress_bar() as progress:
+        progress(0, 1, "writing the summary")
+        clock.now = 600
+        _wait_for(lambda: screen.getvalue())
+        clock.now = 610  # done 10 s after the heartbeat line: the 30 s between lines do not hold it back
+        progress(1, 1, "writing the summary")
+    time.sleep(0.05)
+    assert screen.getvalue().splitlines() == ["writing the summary: 0/1 (still running, 10 min in)", "writing the summary: 1/1"]
+
+
+def test_the_last_row_done_is_written_where_lines_were_and_a_short_run_stays_silent(log):
+    screen, clock = log
+    with ui.items_progress("summarize") as progress:
+        progress(0, 3)
+        clock.now = 5
+        progress(3, 3)
+    assert screen.getvalue() == ""  # no line before: none at the end either
+    clock.now = 0
+    with ui.items_progress("summarize") as progress:
+        progress(0, 3)
+        clock.now = 40
+        progress(1, 3)
+        clock.now = 45
+        progress(3, 3)
+    assert screen.getvalue().splitlines() == ["summarize: 1/3 rows, 0.025 rows/s, about 1 min left", "summarize: 3/3 rows, 0.067 rows/s"]
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(45, "45 s"), (60, "60 s"), (90, "90 s"), (119.6, "2 min"), (150, "2 min 30 s"), (420, "7 min"), (3930, "1 h 5 min 30 s"), (3600, "1 h")])
+def test_heartbeat_times_are_to_the_second_so_lines_30_s_apart_differ(seconds, shown):
+    assert ui._taken(seconds) == shown
 
 
 def test_headline_in_a_log_writes_progress_lines(monkeypatch):

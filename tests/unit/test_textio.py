@@ -171,10 +171,10 @@ def test_utf16_with_a_byte_order_mark_is_read_and_without_one_says_how_to_conver
     path.write_bytes("Grüße, 世界".encode("utf-32"))  # its mark begins like UTF-16's
     assert read_document(str(path)) == "Grüße, 世界"
     path.write_bytes(bytes(64))  # NULs only: no side to tell
-    with pytest.raises(BadInputError, match=r"binary file; give a \.txt, \.md or \.html document or \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles$"):
+    with pytest.raises(BadInputError, match=r"binary file; give a document \(\.txt, \.md or \.html, \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles or \.eml/\.mbox e-mail\)$"):
         read_document(str(path))
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    with pytest.raises(BadInputError, match=r"binary file; give a \.txt, \.md or \.html document or \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles$"):  # no UTF-16 hint for an image
+    with pytest.raises(BadInputError, match=r"binary file; give a document \(\.txt, \.md or \.html, \.srt/\.vtt/\.sbv/\.ass/\.ssa subtitles or \.eml/\.mbox e-mail\)$"):  # no UTF-16 hint for an image
         read_document(str(path))
 
 
@@ -238,7 +238,7 @@ def test_bytes_that_are_not_utf8_and_hold_control_bytes_are_a_binary_file_not_an
     rng = random.Random(7)
     noise = bytes(rng.randrange(1, 256) for _ in range(100))  # no NUL to tell it by
     for name in ("rows.jsonl", STDIN):
-        with pytest.raises(BadInputError, match=f"^{name} looks like a binary file; give a .txt"):
+        with pytest.raises(BadInputError, match=f"^{name} looks like a binary file; give a document \\(.txt"):
             decode_text(noise, name)
     text = "Où est la gare? Ça coûte 5 €.\f\x1a\n".encode("cp1252") * 3  # a page break and DOS's end of file: still text
     with pytest.raises(BadInputError, match="is not valid UTF-8"):
@@ -379,3 +379,33 @@ def test_an_html_email_and_a_mailbox_of_several_messages_are_read_in_order(tmp_p
             "# Garden update \u2014 vote\n\nThe council voted for gardens. They cost two million dollars, caf\u00e9 included.\n\nSee you."
             "\n\n# Re: bees\n\nBees buzz.\n\nHoney \u2014 sweet."
         )
+
+
+def test_an_eml_or_mbox_without_a_from_header_is_still_read_as_e_mail_but_other_files_need_one(tmp_path):
+    draft = (
+        b"Subject: =?utf-8?q?Caf=C3=A9?=\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\n"
+        b"Content-Type: text/html; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n<p>Caf=E9 cr=E8me</p>\n--XX--\n"
+    )
+    for suffix in (".eml", ".mbox", ".EML"):
+        (tmp_path / f"draft{suffix}").write_bytes(draft)
+        assert read_document(str(tmp_path / f"draft{suffix}")) == "# Caf\u00e9\n\nCaf\u00e9 cr\u00e8me"
+    odd = tmp_path / "odd.eml"
+    odd.write_bytes(b"To: bob@example.com\nContent-Type: text/plain; charset=x-nonexistent\n\nHello there.\n")
+    assert read_document(str(odd)) == "Hello there."
+    (tmp_path / "draft.txt").write_bytes(draft)  # no mail suffix and no From: a text file as it is
+    assert read_document(str(tmp_path / "draft.txt")).startswith("Subject: =?utf-8?q?Caf=C3=A9?=")
+    (tmp_path / "notes.eml").write_bytes(b"Just some words: no headers here.\n\nMore.")  # no header block: as it is
+    assert read_document(str(tmp_path / "notes.eml")) == "Just some words: no headers here.\n\nMore."
+
+
+def test_an_e_mail_of_attachments_only_is_its_subject_with_a_warning(tmp_path, monkeypatch):
+    from aigc.errors import AigcWarning
+
+    monkeypatch.chdir(tmp_path)
+    att = b"From: x@y.z\nSubject: att\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0=\n"
+    (tmp_path / "att.eml").write_bytes(att)
+    with pytest.warns(AigcWarning, match=r"^att.eml has no text part: only its subject is read$"):
+        assert read_document("att.eml") == "# att"
+    (tmp_path / "in.mbox").write_bytes(b"From a Tue Dec  1 10:00:00 2026\n" + MAIL + b"\nFrom b Tue Dec  1 11:00:00 2026\n" + att)
+    with pytest.warns(AigcWarning, match=r"^in.mbox: 1 of its 2 messages have no text part \(message 2\): only their subjects are read$"):
+        assert read_document("in.mbox").endswith("See you.\n\n# att")
