@@ -199,7 +199,8 @@ class LocalEngine:
         "content"}` messages is a chat, rendered by the model's chat template with the assistant's turn opened.
         `seeds` (in place of `params.seed`): `(seed, count)` for each run of `count` prompts in turn,
         whose rows are drawn from that seed's own generator, as a call of those prompts alone with
-        that seed draws them (`CoalescingEngine` merges seeded calls so)."""
+        that seed draws them (`CoalescingEngine` merges seeded calls so): from the same logits in
+        float32 (but for rounding), in bfloat16 or float16 from logits that drift with the batch."""
         check_prompts(prompts, params)
         encoded = [self.encode(p) for p in prompts]
         run = self._run(encoded, params, seeds)
