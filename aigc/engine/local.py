@@ -68,12 +68,14 @@ class LocalEngine:
     @property
     def model_digest(self) -> str | None:
         """The start of its weights' sha256 (`digests.model_digest`), as logs and --json record it:
-        read from the record kept of them (the first time for a model, computed and kept), then
-        remembered; None where it was not loaded from files."""
+        read from the record kept of them (made at conversion, by `aigc models info`, or a hub
+        download's blob names), then remembered; never computed here, as logs, --json and batches
+        ask for it (a model directory of yours weighing gigabytes would stall them): None where no
+        record tells it yet, or where it was not loaded from files."""
         if self._digest is None and self.weights is not None:
             from .digests import model_digest
 
-            self._digest = model_digest(self.weights)
+            self._digest = model_digest(self.weights, compute=False)
         return self._digest
 
     @property
