@@ -245,8 +245,9 @@ def run_rows(
     next decoding step (on a local model; a remote model's requests are cut) and their workers are waited for; a KeyboardInterrupt or SystemExit (while
     it waits for a row, or thrown in) waits for them `stop_wait` seconds at most, a BrokenPipeError not at all.
     `draw_seeds`: a row a local model samples without a seed gets one drawn for it (`seed_to_draw`),
-    given back as the outcome's `"seed"`, so that the row alone with that seed gives the same answer
-    (`CoalescingEngine` merges seeded rows, each drawn from its own seed, only on a local model in float32).
+    given back as the outcome's `"seed"`, so that the row alone with that seed gives the same answer:
+    in float32 (almost always: but for rounding), in bfloat16 or float16 up to the drift batching
+    brings (`CoalescingEngine` merges a local model's seeded rows, each drawn from its own seed, in any dtype).
     Once `cancel` is set (from any thread), the rows in flight stop so and the outcomes end, after their workers have."""
     check_concurrency(concurrency)
     if not needs_model(rows):  # only rows that failed when read (bad JSON, no text: `flag_rows`): no model to load

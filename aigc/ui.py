@@ -382,7 +382,7 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
     3/7, about 40 s left"), none with -q. Yields a (done, total, what) callback; `total` None: not known."""
     if not interactive():
         if settings.verbosity < 0:
-            yield lambda done, total, what: None
+            yield _no_decoding(lambda done, total, what: None)
             return
         lines = _Lines()
         started: dict[str, tuple[float, int]] = {}  # each stage's clock and count at its first report
@@ -395,7 +395,7 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
             lines(lambda now: f"{what}: {done}{of}" + _about(rate_and_left(done - first, None if total is None else total - first, now - since)[1]), final=done == total)
 
         with lines.beating():
-            yield plain
+            yield _no_decoding(plain)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -410,7 +410,14 @@ def progress_bar() -> Iterator[Callable[[int, int | None, str], None]]:
                 tasks[what] = progress.add_task(what, total=total, first=done)
             progress.update(tasks[what], completed=done, total=total)
 
-        yield update
+        yield _no_decoding(update)
+
+
+def _no_decoding(callback: Callable[[int, int | None, str], None]) -> Callable[[int, int | None, str], None]:
+    """`callback`, marked as one that takes no `"decoding"` steps (`Generator.decoding`): a generator
+    then calls nothing per decoded token."""
+    callback.wants_decoding = False  # type: ignore[attr-defined]
+    return callback
 
 
 def _time_left():

@@ -59,7 +59,13 @@ def build_tiny_model(directory: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    """With its weights' digest recorded beside them, as a converted model has it (runs only read it:
+    test_digests copies it without the record for a directory of yours)."""
+    from aigc.engine.digests import record_converted
+
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    record_converted(directory)
+    return directory
 
 
 @pytest.fixture(scope="session")

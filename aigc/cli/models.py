@@ -201,8 +201,12 @@ def info(
     name: Annotated[str, typer.Argument(metavar="MODEL", help="Model alias, directory, .gguf file or hub id.", autocompletion=complete.models)],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Facts about a model (read from its files, without loading it)."""
-    facts = registry.describe(registry.resolve(_given(name), None))
+    """Facts about a model (read from its files, without loading it).
+
+    Its model_digest (the weights' sha256) is computed here where it is not known yet (a model
+    directory of yours: a few seconds a GB, once), and kept: runs then record it in logs and --json."""
+    hashing = lambda path, size: ui.info(f"hashing {path}'s weights ({f'{size / 1e9:.1f} GB' if size >= 1e8 else f'{size / 1e6:.1f} MB'}), once: logs and --json record their digest after")  # noqa: E731
+    facts = registry.describe(registry.resolve(_given(name), None), hashing=hashing)
     if as_json:
         ui.result(json.dumps(readable_json(facts), indent=2))
         return

@@ -83,7 +83,7 @@ class CoalescingEngine:
             return
         waiting, self._waiting = self._waiting, []
         groups: list[list[_PendingCall]] = []
-        parts = getattr(type(self.engine), "seeded_parts", False) and getattr(self.engine, "dtype", None) == "float32"  # its own class's (a wrapper's forwarded attribute is not its `generate`'s); in half precision a row's logits change with its batch, so a seeded row runs alone to be the same as alone
+        parts = getattr(type(self.engine), "seeded_parts", False)  # its own class's (a wrapper's forwarded attribute is not its `generate`'s)
         for call in waiting:
             group = next((g for g in groups if _mergeable(g[0], call, parts)), None)
             group.append(call) if group else groups.append([call])
@@ -129,10 +129,13 @@ class CoalescingEngine:
 
 def _mergeable(first: _PendingCall, call: _PendingCall, parts: bool = False) -> bool:
     """Same kind and settings. Seeded sampling is merged only with `parts`: into an engine whose
-    `generate` takes `seeds` (`seeded_parts`, a local model's) running in float32, whatever the
-    seeds: each call's rows are drawn from its own seed's generator, from the logits it has alone.
-    Elsewhere seeded calls are not merged: a batch would draw every row from one random generator (or
-    in half precision change its logits), so a row's sample would depend on the rows beside it."""
+    `generate` takes `seeds` (`seeded_parts`, a local model's), whatever the seeds and dtype: each
+    call's rows are drawn from its own seed's generator. In float32 its logits are those it has alone
+    (but for rounding, about 1e-6, which only a draw right at a boundary notices), so the call alone
+    with its seed almost always gives the same answer; in bfloat16 or float16 a row's logits change
+    with its batch, so alone it gives the same answer only up to that drift (README, Reproducibility):
+    batching wins over exact replay there. Elsewhere seeded calls are not merged: a batch would draw
+    every row from one random generator, so a row's sample would depend on the rows beside it."""
     if first.kind != call.kind:
         return False
     if first.kind == "generate" and parts:

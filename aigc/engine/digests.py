@@ -2,8 +2,8 @@
 
 A model converted by aigc (the embedded one, a .gguf) gets its record when it is converted, beside
 its weights; any other model directory (a cache converted by an older aigc, a directory of the
-user's) the first time its digest is asked for, in aigc's cache directory (`digests/`), under its
-place: nothing is written into a model's directory after the fact, so its fingerprint (`loading.
+user's) when `aigc models info` asks for it (runs only read records: hashing gigabytes is no work
+to do after an answer), in aigc's cache directory (`digests/`), under its place: nothing is written into a model's directory after the fact, so its fingerprint (`loading.
 fingerprint`) stays. A record holds each weight file's size and modification time, so weights
 written again are hashed again; a hub download's files are links to blobs named by their sha256,
 which is read, not computed. Nothing here imports torch.
@@ -17,6 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 from .. import config
 
@@ -31,11 +32,12 @@ def weight_files(path: Path) -> list[Path]:
     return sorted((entry for entry in path.iterdir() if entry.name.endswith(WEIGHTS) and entry.is_file()), key=lambda entry: entry.name) if path.is_dir() else []
 
 
-def model_digest(path: str | Path, compute: bool = True) -> str | None:
+def model_digest(path: str | Path, compute: bool = True, hashing: Callable[[Path, int], None] | None = None) -> str | None:
     """The first `SHOWN` hex digits of the weights' sha256 at `path` (a model directory): with one
     weight file, that file's own (`sha256sum model.safetensors` shows it); with shards, that of their
     `sha256sum` lines. Read from the record kept of them, else computed once and kept (not with
-    `compute=False`: then None, unless a hub download's blob names tell). None for a directory
+    `compute=False`: then None, unless a hub download's blob names tell); `hashing(path, bytes)` is
+    called before the files are read to be hashed, so a caller can say so. None for a directory
     without weight files."""
     path = Path(path)
     try:
@@ -52,6 +54,9 @@ def model_digest(path: str | Path, compute: bool = True) -> str | None:
     blobs = {entry.name: Path(os.path.realpath(entry)).name for entry in files}
     if not compute and not all(_BLOB.fullmatch(blob) for blob in blobs.values()):
         return None
+    unnamed = [entry for entry in files if not _BLOB.fullmatch(blobs[entry.name])]
+    if unnamed and hashing is not None:
+        hashing(path, sum(stamps[entry.name][0] for entry in unnamed))
     sums = {entry.name: blobs[entry.name] if _BLOB.fullmatch(blobs[entry.name]) else _sha256(entry) for entry in files}
     _write(_cache_record(path), {"sha256": sums, "stamps": stamps})
     return _shown(sums)

@@ -68,12 +68,14 @@ class LocalEngine:
     @property
     def model_digest(self) -> str | None:
         """The start of its weights' sha256 (`digests.model_digest`), as logs and --json record it:
-        read from the record kept of them (the first time for a model, computed and kept), then
-        remembered; None where it was not loaded from files."""
+        read from the record kept of them (made at conversion, by `aigc models info`, or a hub
+        download's blob names), then remembered; never computed here, as logs, --json and batches
+        ask for it (a model directory of yours weighing gigabytes would stall them): None where no
+        record tells it yet, or where it was not loaded from files."""
         if self._digest is None and self.weights is not None:
             from .digests import model_digest
 
-            self._digest = model_digest(self.weights)
+            self._digest = model_digest(self.weights, compute=False)
         return self._digest
 
     @property
@@ -199,7 +201,8 @@ class LocalEngine:
         "content"}` messages is a chat, rendered by the model's chat template with the assistant's turn opened.
         `seeds` (in place of `params.seed`): `(seed, count)` for each run of `count` prompts in turn,
         whose rows are drawn from that seed's own generator, as a call of those prompts alone with
-        that seed draws them (`CoalescingEngine` merges seeded calls so)."""
+        that seed draws them (`CoalescingEngine` merges seeded calls so): from the same logits in
+        float32 (but for rounding), in bfloat16 or float16 from logits that drift with the batch."""
         check_prompts(prompts, params)
         encoded = [self.encode(p) for p in prompts]
         run = self._run(encoded, params, seeds)

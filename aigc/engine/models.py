@@ -405,9 +405,11 @@ def disk_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def describe(ref: ModelRef) -> dict:
+def describe(ref: ModelRef, hashing: Callable[[Path, int], None] | None = None) -> dict:
     """Facts about a model for `aigc models info`, read without loading weights; for your alias, the
-    model it names (`alias_of`), and whether that is the default (also where the default is named otherwise)."""
+    model it names (`alias_of`), and whether that is the default (also where the default is named otherwise).
+    Its `model_digest` is computed where no record tells it (`hashing`, as `digests.model_digest`
+    calls it, first) and kept, so runs after record it."""
     from .diffusion import default_image_model
 
     aliases = config.model_aliases()
@@ -432,7 +434,7 @@ def describe(ref: ModelRef) -> dict:
         info["layers"] = cfg.get("num_hidden_layers")
         info["hidden_size"] = cfg.get("hidden_size")
         info["vocab_size"] = cfg.get("vocab_size")
-        info["model_digest"] = stored_digest(ref, path)
+        info["model_digest"] = stored_digest(ref, path, hashing=hashing)
         lacking = missing_parts(path) if ref.kind == "dir" else []
         if lacking:
             info["missing"] = ", ".join(lacking)
@@ -445,17 +447,16 @@ def describe(ref: ModelRef) -> dict:
     return info
 
 
-def stored_digest(ref: ModelRef, path: Path | None = None, compute: bool = True) -> str | None:
-    """The digest of an installed text model's weights as logs record it (`digests.model_digest`),
-    where it costs no hashing of a user's model directory: read from the record kept of them (a
-    converted copy's, from its conversion), else computed once for aigc's own converted copy; None
-    for a model directory whose digest no run has recorded yet (any, with `compute=False`), or a model not installed."""
+def stored_digest(ref: ModelRef, path: Path | None = None, compute: bool = True, hashing: Callable[[Path, int], None] | None = None) -> str | None:
+    """The digest of an installed text model's weights as logs record it (`digests.model_digest`):
+    read from the record kept of them (a converted copy's, from its conversion), else computed once
+    and kept (`hashing` called first); with `compute=False` None where no record tells it; None for a model not installed."""
     from .digests import model_digest
 
     path = path or ref.cache_path or (Path(ref.location) if ref.kind == "dir" else None)
     if path is None or ref.image or not (path / "config.json").is_file():
         return None
-    return model_digest(path, compute=compute and ref.kind in ("pypi-gguf", "gguf"))
+    return model_digest(path, compute=compute, hashing=hashing)
 
 
 def missing_parts(path: Path) -> list[str]:

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import http.client
 import json
 import math
 import os
 import re
+import selectors
 import socket
 import threading
 import time
@@ -118,6 +120,29 @@ class _Connections:
             for sock in self._sockets:
                 _shut_down(sock)
 
+    def connect(self, sock: socket.socket, where: Any) -> None:
+        """`sock.connect(where)` (`sock` added), begun under the lock `shut()` takes: a shut comes
+        before the connect begins, which is then refused, or after, which cuts it (a shutdown ends a
+        connect under way); never between, where it would find the socket not connecting yet and
+        the connect would wait out its whole timeout."""
+        timeout = sock.gettimeout()
+        with self._lock:
+            if self._shut:
+                raise ConnectionAbortedError("the request was stopped")
+            sock.setblocking(False)
+            code = sock.connect_ex(where)
+        try:
+            if code in _CONNECTING:
+                with selectors.DefaultSelector() as waiting:  # (on Windows a failed connect counts as writable there too)
+                    waiting.register(sock, selectors.EVENT_WRITE)
+                    if not waiting.select(timeout):
+                        raise TimeoutError("timed out")  # as socket.connect says it
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+        finally:
+            sock.settimeout(timeout)
+
     @property
     def is_shut(self) -> bool:
         return self._shut
@@ -127,6 +152,9 @@ class _Connections:
             for sock in self._sockets:
                 sock.close()
             self._sockets.clear()
+
+
+_CONNECTING = {code for code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, getattr(errno, "WSAEWOULDBLOCK", None)) if code is not None}  # a non-blocking connect begun
 
 
 def _shut_down(sock: socket.socket) -> None:
@@ -151,9 +179,8 @@ def _connect(connections: _Connections, address: tuple[str, int], timeout: Any, 
                 sock.settimeout(timeout)
             if source_address:
                 sock.bind(source_address)
-            if not connections.is_shut:
-                sock.connect(where)
-            if connections.is_shut:  # shut before the connect began, or as it ended
+            connections.connect(sock, where)
+            if connections.is_shut:  # shut as it ended
                 raise ConnectionAbortedError("the request was stopped")
             return sock
         except OSError as exc:

@@ -683,8 +683,9 @@ class Generator:
     def decoding(self) -> contextlib.AbstractContextManager:
         """While in the block, `progress` (where one is given) is told `(steps, max_tokens,
         "decoding")` after each decoding step of a local model's call: the tokens decoded so far in
-        that call, of at most max_tokens (it may end sooner); each call counts from 1 again."""
-        if self.progress is _no_progress:
+        that call, of at most max_tokens (it may end sooner); each call counts from 1 again. Not
+        where `progress.wants_decoding` is False (the CLI's bars): then no Python call per token."""
+        if self.progress is _no_progress or not getattr(self.progress, "wants_decoding", True):
             return contextlib.nullcontext()
         progress = self.progress
         return ticking(lambda steps, most, finished, rows: progress(steps, most, DECODING))

@@ -322,10 +322,10 @@ def save_images(
     error); `format` ("PNG", "JPEG", "WEBP") overrides the suffix.
     All files are written to temp files beside their targets first and renamed into place only when
     every one succeeded."""
+    if format and format.upper() not in FORMATS.values():  # checked with no images too
+        raise OptionError("format", f"must be PNG, JPEG or WEBP, got {format!r}")
     targets = [Path(p).expanduser() for p in paths]
     kinds = [format.upper() if format else image_format(target) for target in targets]
-    if format and kinds[0] not in FORMATS.values():
-        raise OptionError("format", f"must be PNG, JPEG or WEBP, got {format!r}")
     check_quality(quality, "PNG" if kinds and set(kinds) == {"PNG"} else None)
     temps: list[str] = []
     try:

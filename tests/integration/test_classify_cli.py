@@ -56,6 +56,7 @@ def test_examples_give_the_labels_and_lines_classify_each_line(tmp_path):
 
 
 def test_multi_label_gives_independent_probabilities():
+    assert aigc("models", "info", "smollm2").returncode == 0  # its digest known (a copy converted before aigc recorded digests has none beside it; runs never hash)
     result = classify_json("The team's new stadium runs on solar panels.", "-l", "sports,technology,cooking", "--multi-label", "--threshold", "0.3")
     assert set(result) == {"labels", "scores", "method", "calibration", "model", "model_digest"}
     assert set(result["labels"]) == {label for label, p in result["scores"].items() if p >= 0.3}

@@ -543,15 +543,47 @@ def test_seeded_sampling_is_not_merged_on_an_engine_without_seeded_parts():
     _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded), ("g1", "z", greedy), ("g2", "w", greedy)])
     assert sorted(coalescing.batches) == [1, 1, 2]  # each seeded call alone; the greedy ones together
 
-    class HalfEngine(FakeEngine):  # a local model in bfloat16: its logits change with the batch
+
+def test_seeded_sampling_is_merged_in_half_precision_each_call_with_its_own_seed():
+    class HalfEngine(FakeEngine):  # a local model in bfloat16: throughput wins over exact replay alone
         seeded_parts = True
         dtype = "bfloat16"
+
+        def generate(self, prompts, params, seeds=None):
+            self.seeds = seeds
+            return super().generate(prompts, params)
 
     half = HalfEngine()
     half.enqueue(*"ab")
     coalescing = CoalescingEngine(half, workers=2)
-    _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded.replace(seed=4))])
-    assert coalescing.batches == [1, 1]
+    seeded = SamplingParams(temperature=1.0, seed=3, max_tokens=5)
+    answers = _run_workers(coalescing, [("s1", "x", seeded), ("s2", "y", seeded.replace(seed=4))])
+    assert coalescing.batches == [2] and sorted(answers.values()) == ["a", "b"]
+    assert sorted(half.seeds) == [(3, 1), (4, 1)] and half.calls[0][1].seed is None  # each call drawn from its own seed
+
+
+def test_a_batch_merges_sampled_rows_with_drawn_seeds_on_a_bfloat16_model(tiny_model_dir, monkeypatch):
+    import aigc.batch as batch
+    from aigc.batch import run_rows
+    from aigc.batch_inputs import Row
+    from aigc.engine.loading import load_model
+
+    made = []
+
+    class Counted(CoalescingEngine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(batch, "CoalescingEngine", Counted)
+    generator = get_generator("chat")
+    generator._engine = load_model(str(tiny_model_dir), device="cpu", dtype="bfloat16")
+    rows = [Row(i + 1, str(i), {"text": f"hello {i}"}) for i in range(6)]
+    outcomes = list(run_rows(generator, rows, {}, {"temperature": 1.0, "max_tokens": 3}, concurrency=6, draw_seeds=True))
+    assert all("result" in outcome for _, outcome in outcomes)
+    seeds = [outcome["seed"] for _, outcome in outcomes]
+    assert len(set(seeds)) == 6  # each row its own seed, recorded
+    assert made[0].batches == [6]  # and still one model batch, not six of one row
 
 
 def test_a_local_models_seeded_calls_are_merged_each_drawn_from_its_own_seed_as_alone(tiny_engine):

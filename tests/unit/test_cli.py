@@ -31,6 +31,10 @@ def test_help_and_models_list_never_import_torch(argv):
     assert imports_after(argv) == "False False"
 
 
+def test_help_does_not_import_the_email_policy_that_only_reading_mail_needs():
+    assert imports_after(["--help"], modules=("email.policy",)) == "False"  # about 12 ms of every start
+
+
 def test_models_list_reads_the_hub_cache_without_importing_huggingface_hubs_downloader():
     assert imports_after(["models", "list"], modules=("huggingface_hub.file_download",)) == "False"
 

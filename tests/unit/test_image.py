@@ -652,6 +652,16 @@ def test_an_unknown_suffix_fails_before_the_model_loads(tiny_pipeline_dir, tmp_p
     assert files(tmp_path) == []
 
 
+def test_saving_no_images_writes_nothing_and_still_checks_the_format(tmp_path):
+    from aigc.errors import OptionError
+    from aigc.generators.image import save_images, save_pngs
+
+    assert save_pngs([], [], []) == [] and save_images([], [], [], format="webp") == []
+    with pytest.raises(OptionError, match="format must be PNG, JPEG or WEBP, got 'gif'"):
+        save_images([], [], [], format="gif")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_library_writes_each_format_atomically_and_reads_its_settings(tmp_path, monkeypatch):
     pytest.importorskip("PIL")
     from PIL import Image

@@ -276,3 +276,35 @@ def test_a_stop_cuts_a_tls_handshake_in_progress_to_a_remote_model_at_once():
         raised, took = stopped_after(f"https://127.0.0.1:{listener.getsockname()[1]}/v1")
     assert isinstance(raised, asyncio.CancelledError)
     assert took < 1.0
+
+
+def test_a_stop_that_lands_just_before_the_connect_begins_still_cuts_it(full_listener, monkeypatch):
+    from aigc.engine import remote
+
+    connections = remote._Connections()
+    shutting: list[threading.Thread] = []
+    real_shut_down = remote._shut_down
+
+    def as_on_macos(sock):  # BSD's shutdown of a socket not yet connecting fails (ENOTCONN) and changes nothing
+        if sock.getsockname()[1] != 0:  # (Linux's makes its later connect return at once, unconnected)
+            real_shut_down(sock)
+
+    def stop_first(connect):  # the stop comes from another thread between the check and the connect
+        def connecting(self, where):
+            if not shutting:
+                shutting.append(threading.Thread(target=connections.shut))
+                shutting[0].start()
+                shutting[0].join(0.3)  # done at once, or waiting until the connect has begun
+            return connect(self, where)
+
+        return connecting
+
+    monkeypatch.setattr(remote, "_shut_down", as_on_macos)
+    monkeypatch.setattr(socket.socket, "connect", stop_first(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", stop_first(socket.socket.connect_ex))
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        remote._connect(connections, ("127.0.0.1", full_listener), 5.0)
+    assert time.monotonic() - started < 2.0  # not the 5 s timeout
+    shutting[0].join(5)
+    assert connections.is_shut and not shutting[0].is_alive()

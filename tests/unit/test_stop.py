@@ -184,6 +184,23 @@ def test_a_stop_event_stops_a_tiny_local_model_between_its_decoding_steps(tiny_e
     assert steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 5 and answer["usage"]["completion_tokens"] == len(steps)
 
 
+def test_the_clis_progress_bars_are_not_called_per_decoded_token_a_callers_callback_is():
+    from aigc import ui
+
+    class Watching(FakeEngine):
+        def generate(self, prompts, params):
+            self.tick = ticks()  # what a local engine calls after each decoding step (None: nothing)
+            return super().generate(prompts, params)
+
+    engine = Watching()
+    told = []
+    get_generator("chat", engine=engine, progress=lambda done, total, what: told.append(what))("Bees")
+    assert engine.tick is not None  # a caller's callback is told "decoding" steps, as documented
+    with ui.progress_bar() as bar:  # the plain lines under pytest; the rich bar on a terminal yields the same mark
+        get_generator("chat", engine=engine, progress=bar)("Bees")
+    assert engine.tick is None and bar.wants_decoding is False  # it ignores them: no Python call per token
+
+
 def test_translate_tells_progress_of_each_sentence_as_its_translation_ends_within_one_batched_call():
     class Rows(FakeEngine):
         """Ends the rows of a call one by one, telling the decoding progress as the local engine does."""
