@@ -13,7 +13,7 @@ from ..textio import readable_json
 from ..writing import check_writable
 from . import complete, examples
 from .options import given_model, stdin_text
-from .command_defaults import DefaultsCommand
+from .command_defaults import DefaultsCommand, from_table
 
 PANEL = "Model"
 
@@ -63,6 +63,8 @@ def image(
     from ..generators.image import parse_size, png_settings, read_settings, save_images
 
     diffusion.require()
+    if output and Path(output).suffix.lower() == ".png" and from_table("quality"):  # the table's quality is for the files it applies to
+        quality = None
     if from_image == "":  # `--from-image "$IMAGE"` with IMAGE unset: not a run of other settings
         raise BadInputError("--from-image was given an empty file name; give a PNG, JPEG or WebP made by aigc image")
     recorded: dict[str, Any] = read_settings(from_image) if from_image is not None else {}

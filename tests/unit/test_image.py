@@ -640,6 +640,16 @@ def test_bad_quality_is_a_one_line_error_before_the_model_loads(tiny_pipeline_di
     assert files(tmp_path) == []
 
 
+def test_a_table_quality_leaves_png_files_alone(tiny_pipeline_dir, tmp_path):
+    from aigc import config
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text("[image]\nquality = 90\n")
+    result = invoke("image", PROMPT, "-m", tiny_pipeline_dir, "--size", "64x64", "--steps", "1", "-o", tmp_path / "a.png")
+    assert result.exit_code == 0 and (tmp_path / "a.png").is_file(), result.output
+    assert bad("image", PROMPT, "-m", tiny_pipeline_dir, "--quality", "90", "-o", tmp_path / "b.png")[0] == 2  # given as a flag, still an error
+
+
 def test_an_unknown_suffix_fails_before_the_model_loads(tiny_pipeline_dir, tmp_path, monkeypatch):
     from aigc.engine import diffusion
 
