@@ -188,3 +188,14 @@ def test_the_tables_one_shot_settings_leave_interactive_chat_alone(monkeypatch):
     monkeypatch.setattr(chat_module, "_repl", lambda run, *args: seen.update(n=run.n))
     result = invoke("chat", "-m", "echo")
     assert result.exit_code == 0 and seen == {"n": None}, result.output
+
+
+def test_config_show_warns_of_an_unknown_key_in_a_table():
+    path = write('[summarize]\nlenght = "short"\n')
+    shown = invoke("config", "show")
+    assert shown.exit_code == 0, shown.output
+    said = f"Warning: [summarize] in {path} has unknown keys lenght; lenght (line 2): did you mean length?"
+    assert said in " ".join(shown.stderr.split()), shown.stderr
+    as_json = invoke("config", "show", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["settings"]["summarize"]["warnings"][0].startswith(f"[summarize] in {path} has unknown keys lenght")
+    assert json.loads(as_json.stdout)["settings"]["logs"]["warnings"] == []
