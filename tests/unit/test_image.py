@@ -650,6 +650,18 @@ def test_a_table_quality_leaves_png_files_alone(tiny_pipeline_dir, tmp_path):
     assert bad("image", PROMPT, "-m", tiny_pipeline_dir, "--quality", "90", "-o", tmp_path / "b.png")[0] == 2  # given as a flag, still an error
 
 
+def test_a_prompt_too_long_for_a_jpegs_exif_fails_before_the_images_are_made(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from aigc.generators.image import ImageGenerator
+
+    def never(*args, **kwargs):
+        raise AssertionError("the images were made")
+
+    monkeypatch.setattr(ImageGenerator, "forward", never)
+    code, lines = bad("image", "fox " * 20000, "-m", tiny_pipeline_dir, "--size", "64x64", "--steps", "1", "-o", tmp_path / "long.jpg")
+    assert code == 2 and len(lines) == 1 and "do not fit a JPEG's 64 KB of EXIF; write a .png or .webp" in lines[0], lines
+    assert files(tmp_path) == []
+
+
 def test_an_unknown_suffix_fails_before_the_model_loads(tiny_pipeline_dir, tmp_path, monkeypatch):
     from aigc.engine import diffusion
 
