@@ -24,7 +24,7 @@ REFUSED = {
     "input": "-i names the input one run reads, given each time it runs; it has no default",
 }
 # Options aigc reads an AIGC_* variable for itself (not click's `envvar=`), per command (None: any):
-# the variable, when set, beats the table, so a table key for one is left out while it is set.
+# the variable, when set, beats the table: the table's value (checked all the same) gives way to the option's own default.
 VARIABLES = {
     ("image", "model"): "AIGC_DEFAULT_IMAGE_MODEL",
     (None, "model"): "AIGC_DEFAULT_MODEL",
@@ -98,10 +98,7 @@ def table_defaults(command, name: str | None = None) -> dict[str, Any]:
             refused = f"{key} is the command's input ({param.metavar or param.name.upper()}), given each time it runs; it has no default"
         if refused:
             raise BadInputError(f"{where}: {refused}{at}; remove the line")
-        value = _converted(command, param, value, f"{where}: {key}", at)
-        variable = variable_of(name, param.name)
-        if variable is None or not _set(variable):  # a variable aigc reads beats the table
-            defaults[param.name] = value
+        defaults[param.name] = _converted(command, param, value, f"{where}: {key}", at)
     return defaults
 
 
@@ -128,9 +125,15 @@ def from_table(name: str, ctx=None) -> bool:
 
 
 def _yield_to_flags(ctx) -> None:
-    """Give an option whose value came from the table its own default back where a flag it cannot
-    go with was given (`CONFLICTS`)."""
+    """Give an option whose value came from the table its own default back where the AIGC_* variable
+    aigc reads for it is set (`VARIABLES`; the table's value still checked, as a line that cannot be
+    used is an error), or where a flag it cannot go with was given (`CONFLICTS`)."""
     params = {param.name: param for param in ctx.command.params}
+    for name, param in params.items():
+        variable = variable_of(ctx.command.name, name)
+        if variable is not None and _set(variable) and from_table(name, ctx) and name in ctx.params:
+            ctx.params[name] = param.default
+            ctx.set_parameter_source(name, type(ctx.get_parameter_source(name)).DEFAULT)
     for pair in CONFLICTS.get(ctx.command.name, ()):
         for ours, theirs in (pair, pair[::-1]):
             given = getattr(ctx.get_parameter_source(theirs), "name", None) in ("COMMANDLINE", "ENVIRONMENT")
@@ -197,7 +200,8 @@ class DefaultsCommand(TyperCommand):
         return ctx
 
     def format_help(self, ctx, formatter):
-        table, ctx.default_map = ctx.default_map or {}, None  # shown marked, by show_defaults
+        table, ctx.default_map = ctx.default_map or {}, None  # shown marked, by show_defaults (not where a variable beats it)
+        table = {name: value for name, value in table.items() if not ((variable := variable_of(self.name, name)) and _set(variable))}
         show_defaults(self, table)
         return super().format_help(ctx, formatter)
 
