@@ -147,6 +147,7 @@ def test_a_variable_aigc_reads_itself_beats_the_table(monkeypatch):
     monkeypatch.setenv("AIGC_LOGS", "0")
     result = invoke("chat", "hi")
     assert result.exit_code == 0 and result.stdout == "hi\n", result.output  # AIGC_DEFAULT_MODEL, not the table's model
+    assert "no-such-model" not in helped("chat")  # nor does --help show it as the default
     monkeypatch.delenv("AIGC_LOGS")
     assert json.loads(invoke("logs", "--json").stdout) == []  # AIGC_LOGS=0 kept the answer out of the log
     assert invoke("chat", "--no-log", "-m", "echo", "hi").exit_code == 0 and json.loads(invoke("logs", "--json").stdout) == []  # a flag beats both
