@@ -125,15 +125,15 @@ def misplaced_message(path: Path, table: str, key: str, line: int | None) -> str
 def settings_warnings(path: Path, settings: dict, text: str | None = None) -> list[tuple[str, str]]:
     """What is likely wrong in the settings file though aigc can read it, as (key, message):
     `unknown_settings` and `misplaced_settings`. `load_settings` warns of each once; `aigc doctor` lists them."""
-    found = [(key, f"{path}: aigc reads no setting {key!r}; {did_you_mean(key, SETTINGS + COMMAND_TABLES)}it reads {', '.join(SETTINGS)}, and [COMMAND] tables of option defaults for {', '.join(COMMAND_TABLES)}") for key in unknown_settings(settings)]
+    found = [(key, f"{path}: aigc reads no setting {key!r}; {_meant(key, SETTINGS + COMMAND_TABLES)}it reads {', '.join(SETTINGS)}, and [COMMAND] tables of option defaults for {', '.join(COMMAND_TABLES)}") for key in unknown_settings(settings)]
     return found + [(f"{table}.{key}", misplaced_message(path, table, key, line)) for table, key, line in misplaced_settings(settings, text)]
 
 
-def did_you_mean(key: str, known) -> str:
-    """"did you mean KNOWN? " for the known name `key` is likely a misspelling of, else ""."""
-    import difflib
+def _meant(key: str, known) -> str:
+    """"did you mean KNOWN? " for the known name `key` is likely a misspelling of (`errors.close_names`), else ""."""
+    from .errors import close_names
 
-    close = difflib.get_close_matches(key, list(known), n=1)
+    close = close_names([key], known)
     return f"did you mean {close[0]}? " if close else ""
 
 
@@ -147,7 +147,7 @@ def unknown_hint(unknown: list[str], known, table: tuple[str, ...]) -> str:
         if key in SETTINGS:
             said.append(f"{key}{at} is a top-level setting: {TOP_LEVEL_HINT}; ")
         else:
-            meant = did_you_mean(key, known)
+            meant = _meant(key, known)
             said.append(f"{key}{at}: {meant}" if meant or at else "")
     return "".join(said)
 
@@ -365,12 +365,12 @@ def env_threads() -> int | None:
     return int(value)
 
 
-TRUTHY = ("1", "true", "yes", "on")  # what turns an on/off AIGC_* variable on, in any case; anything else (0, false, no, empty) is off
+FALSY = ("", "0", "false", "no", "off")  # what leaves an on/off AIGC_* variable off, in any case; any other value (1, true, 2, debug) turns it on
 
 
 def flag(name: str) -> bool:
-    """Whether the on/off environment variable `name` is on: 1, true, yes or on (any case); 0, false, no, empty or unset are off."""
-    return os.environ.get(name, "").strip().lower() in TRUTHY
+    """Whether the on/off environment variable `name` is on: set to anything but 0, false, no or off (any case) or empty."""
+    return os.environ.get(name, "").strip().lower() not in FALSY
 
 
 def debug() -> bool:
@@ -417,11 +417,6 @@ def command_table(command: str) -> dict:
         example = "port = 8080" if command == "serve" else "temperature = 0.7"
         raise BadInputError(f"{command} in {settings_file()} must be a table, [{command}] with an option a line ({example}); fix it")
     return table
-
-
-def serve_table() -> dict:
-    """The `[serve]` table of the settings file: `aigc serve`'s option defaults ({} when there is none)."""
-    return command_table("serve")
 
 
 ALIASES_COMMENT = f"# your model aliases (aigc models alias); {TOP_LEVEL_HINT}"  # set_alias writes it above the [aliases] it adds

@@ -377,9 +377,10 @@ def _source(said: str) -> str:
 
 def effective_settings() -> list[dict[str, Any]]:
     """Each top-level setting of config.toml (config.SETTINGS) in effect, as {"key", "value",
-    "source", "error"}: source the flag or AIGC_* variable that set it, "config.toml" or "default",
+    "source", "error", "warnings"}: source the flag or AIGC_* variable that set it, "config.toml" or "default",
     read by the functions the commands (and doctor's checks) read it with; error (else None) why
-    the setting cannot be used, value then None, source then where the value that cannot be used is set. A settings file that cannot be read is an AigcError."""
+    the setting cannot be used, value then None, source then where the value that cannot be used is set; warnings what a command warns of as it reads its
+    table (an unknown key). A settings file that cannot be read is an AigcError."""
     from . import logs
 
     settings = config.load_settings()
@@ -410,7 +411,7 @@ def effective_settings() -> list[dict[str, Any]]:
         "templates_path": lambda: ([str(path) for path in config.templates_path()], "config.toml" if "templates_path" in settings else "default"),
         "remotes": lambda: (table("remotes", _remote_tables), "config.toml" if "remotes" in settings else "default"),
         "aliases": lambda: (config.model_aliases(), "config.toml" if "aliases" in settings else "default"),
-        "serve": lambda: (_command_defaults("serve"), "config.toml" if "serve" in settings else "default"),
+        "serve": lambda: (_command_defaults("serve", warned), "config.toml" if "serve" in settings else "default"),
     }
     blamed: dict[str, Callable[[], str]] = {  # where a setting that cannot be used is set (else config.toml)
         "default_model": lambda: default_source("text"),
@@ -419,18 +420,19 @@ def effective_settings() -> list[dict[str, Any]]:
         "threads": lambda: "AIGC_THREADS" if _raises(config.env_threads) else "config.toml",
     }
     tables = [name for name in config.COMMAND_TABLES if name in settings and name not in readers]  # [chat], [translate], ...: shown where set
-    readers |= {name: lambda name=name: (_command_defaults(name), "config.toml") for name in tables}
+    readers |= {name: lambda name=name: (_command_defaults(name, warned), "config.toml") for name in tables}
     rows = []
     for key in (*config.SETTINGS, *tables):
+        warned: list[str] = []
         try:
             value, said = readers[key]()
-            rows.append({"key": key, "value": value, "source": _source(said), "error": None})
+            rows.append({"key": key, "value": value, "source": _source(said), "error": None, "warnings": warned})
         except AigcError as exc:
             try:
                 source = blamed[key]() if key in blamed else "config.toml"
             except AigcError:  # its line in the settings file cannot be read
                 source = "config.toml"
-            rows.append({"key": key, "value": None, "source": source, "error": str(exc)})
+            rows.append({"key": key, "value": None, "source": source, "error": str(exc), "warnings": warned})
     return rows
 
 
@@ -441,12 +443,14 @@ def _remote_tables() -> None:
         named_remote(name)
 
 
-def _command_defaults(name: str) -> dict:
+def _command_defaults(name: str, warned: list[str] | None = None) -> dict:
     """The `[NAME]` table's option defaults as the command reads them, keys as written (an unknown
-    one left out, as the command leaves it out: doctor warns of it); a bad one is an AigcError."""
+    one left out, as the command leaves it out, its warning added to `warned`); a bad one is an AigcError."""
     from .cli.command_defaults import checked_table, click_command, option_keys
 
-    checked_table(name)
+    _, warnings = checked_table(name)
+    if warned is not None:
+        warned += warnings
     keys = option_keys(click_command(name))
     return {key: value for key, value in config.command_table(name).items() if key in keys}
 

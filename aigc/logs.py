@@ -370,13 +370,14 @@ def _pruned(until: datetime | None, keep: int | None) -> tuple[str, list]:
 
 def to_prune(until: datetime | None = None, keep: int | None = None) -> tuple[int, set[str]]:
     """How many entries `prune(until, keep)` would delete, and the chat sessions (names or conversation
-    ids) they belong to."""
+    ids) all of whose entries it deletes: a conversation with an answer kept is one `chat -c` goes on
+    from (its file holds the whole conversation; the log, its answers)."""
     where, args = _pruned(until, keep)
     if not log_path().exists():
         return 0, set()
     with _connect() as db:
         count = db.execute(f"SELECT count(*) FROM responses WHERE {where}", args).fetchone()[0]
-        sessions = {r[0] for r in db.execute(f"SELECT DISTINCT session FROM responses WHERE session IS NOT NULL AND {where}", args)}
+        sessions = {r[0] for r in db.execute(f"SELECT session FROM responses WHERE session IS NOT NULL GROUP BY session HAVING sum(CASE WHEN {where} THEN 1 ELSE 0 END) = count(*)", args)}
     return count, sessions
 
 

@@ -21,7 +21,7 @@ from ..markdown_blocks import extract_code
 from ..textio import STDIN, read_document, readable_name
 from ..writing import check_writable
 from . import complete, examples
-from .command_defaults import DefaultsCommand
+from .command_defaults import DefaultsCommand, from_table
 from .options import LITERAL_HELP, Answers, Extract, ExtractLast, RunOptions, Schema, Wait, WaitTimeout, check_extract, check_vars_used, generation_options, held_stream, parse_vars, read_schema_option, stdin_text, waiting_limit, weights_of
 
 REPL_HELP = """Commands:
@@ -105,6 +105,10 @@ def chat(
         prompt = None
     attached = [(STDIN if name == "-" else name, read_document(name, as_is=True)) for name in files or []]  # bad files fail before the model loads
     piped = None if "-" in (files or []) else stdin_text()
+    if prompt is None and piped is None and not attached and sys.stdin is not None and sys.stdin.isatty():  # interactive: the table's one-shot settings do not apply
+        as_json, n = as_json and not from_table("as_json"), None if from_table("n") else n
+        run.n, run.json_schema = n, None if from_table("schema") else run.json_schema
+        code = None if code and from_table("extract_last" if extract_last else "extract") else code
     if resume + (session is not None) + (cid is not None) > 1:
         raise BadInputError("give only one of --session NAME, --continue and --cid ID")
     several = (n or 1) > 1  # answers to one prompt: no reply a conversation goes on from

@@ -1,7 +1,9 @@
 """Option defaults from config.toml: a table named after a command (`[chat] temperature = 0.7`,
 `[translate] to = "fr"`, `[serve] port = 8080`) gives that command's options their defaults, as
 click's `default_map`. A flag beats its AIGC_* variable, which beats the table, which beats aigc's
-own default (click's order). One code path for every command that takes them (`DefaultsCommand`)."""
+own default (click's order; `VARIABLES` for the variables aigc reads itself). A table value is a
+default: it yields to a flag given for an option it cannot go with (`CONFLICTS`). One code path for
+every command that takes them (`DefaultsCommand`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,24 @@ REFUSED = {
     "output": "-o names the file one run writes; a default would overwrite the same file on every run, so give -o each time",
     "api_key": "api_key is not read from the settings file; name the variable that holds it with api_key_env, set AIGC_API_KEY (a systemd EnvironmentFile, say) or give --api-key",
     "help": "--help is no setting",
+    "topic": "--topic names what one run writes about, given each time it runs; it has no default",
+    "input": "-i names the input one run reads, given each time it runs; it has no default",
+}
+# Options aigc reads an AIGC_* variable for itself (not click's `envvar=`), per command (None: any):
+# the variable, when set, beats the table: the table's value (checked all the same) gives way to the option's own default.
+VARIABLES = {
+    ("image", "model"): "AIGC_DEFAULT_IMAGE_MODEL",
+    (None, "model"): "AIGC_DEFAULT_MODEL",
+    (None, "log"): "AIGC_LOGS",
+}
+# Options that cannot go together, per command: a table value for one yields to the other given as a
+# flag (`[summarize] length` to `--words`), rather than making the flag an error.
+_ONE_SHOT = [("as_json", "extract"), ("as_json", "extract_last"), ("extract", "extract_last")]
+CONFLICTS = {
+    "summarize": [("length", "words")],
+    "translate": [("plain", "markdown")],
+    "chat": [*_ONE_SHOT, ("n", "resume"), ("n", "session"), ("n", "cid")],
+    "run": _ONE_SHOT,
 }
 # The generator whose sampling defaults a command's --help shows (its template's defaults: over them).
 TASKS = {"chat": "chat", "summarize": "summarize", "headline": "headline", "translate": "translate", "run": "template"}
@@ -82,6 +102,46 @@ def table_defaults(command, name: str | None = None) -> dict[str, Any]:
     return defaults
 
 
+def variable_of(command: str, name: str) -> str | None:
+    """The AIGC_* variable aigc reads for option `name` of `command` itself (`VARIABLES`), or None."""
+    return VARIABLES.get((command, name), VARIABLES.get((None, name)))
+
+
+def _set(variable: str) -> bool:
+    import os
+
+    return bool(os.environ.get(variable, "").strip())
+
+
+def from_table(name: str, ctx=None) -> bool:
+    """Whether option `name` of the running command (or `ctx`'s) has its value from the command's
+    table of config.toml: a default, which yields where the run's mode has no use for it."""
+    if ctx is None:
+        from typer.core import _click
+        from typer._click import globals  # noqa: F401 - _click.globals
+
+        ctx = _click.globals.get_current_context(silent=True)
+    return ctx is not None and getattr(ctx.get_parameter_source(name), "name", None) == "DEFAULT_MAP"
+
+
+def _yield_to_flags(ctx) -> None:
+    """Give an option whose value came from the table its own default back where the AIGC_* variable
+    aigc reads for it is set (`VARIABLES`; the table's value still checked, as a line that cannot be
+    used is an error), or where a flag it cannot go with was given (`CONFLICTS`)."""
+    params = {param.name: param for param in ctx.command.params}
+    for name, param in params.items():
+        variable = variable_of(ctx.command.name, name)
+        if variable is not None and _set(variable) and from_table(name, ctx) and name in ctx.params:
+            ctx.params[name] = param.default
+            ctx.set_parameter_source(name, type(ctx.get_parameter_source(name)).DEFAULT)
+    for pair in CONFLICTS.get(ctx.command.name, ()):
+        for ours, theirs in (pair, pair[::-1]):
+            given = getattr(ctx.get_parameter_source(theirs), "name", None) in ("COMMANDLINE", "ENVIRONMENT")
+            if from_table(ours, ctx) and given and ours in ctx.params:
+                ctx.params[ours] = params[ours].default
+                ctx.set_parameter_source(ours, type(ctx.get_parameter_source(ours)).DEFAULT)
+
+
 def _python_type(param) -> Any:
     """The Python type of one value of `param` (float for Optional[float], str for list[str])."""
     import typing
@@ -136,10 +196,12 @@ class DefaultsCommand(TyperCommand):
         ctx = super().make_context(info_name, args, parent=parent, **extra)  # --help exits in here
         if broken:
             raise broken
+        _yield_to_flags(ctx)
         return ctx
 
     def format_help(self, ctx, formatter):
-        table, ctx.default_map = ctx.default_map or {}, None  # shown marked, by show_defaults
+        table, ctx.default_map = ctx.default_map or {}, None  # shown marked, by show_defaults (not where a variable beats it)
+        table = {name: value for name, value in table.items() if not ((variable := variable_of(self.name, name)) and _set(variable))}
         show_defaults(self, table)
         return super().format_help(ctx, formatter)
 

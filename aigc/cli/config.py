@@ -31,22 +31,24 @@ def path(as_json: Annotated[bool, typer.Option("--json", help='Print {"path", "e
 
 
 @config_app.command()
-def show(as_json: Annotated[bool, typer.Option("--json", help='Print {"path", "exists", "settings": {KEY: {"value", "source", "error"}}}.')] = False) -> None:
+def show(as_json: Annotated[bool, typer.Option("--json", help='Print {"path", "exists", "settings": {KEY: {"value", "source", "error", "warnings"}}}.')] = False) -> None:
     """Each top-level setting in effect and where it is set: a flag (--threads), its AIGC_* variable,
     config.toml, or aigc's default (in that order, the first set winning); then each command's table
-    of option defaults set there ([chat], [translate], ...), checked as the command checks it. A setting that cannot be
-    used is a warning, and the exit code 2 (`aigc doctor` says how to fix it)."""
+    of option defaults set there ([chat], [translate], ...), checked as the command checks it (an unknown
+    key is a warning, as running it gives). A setting that cannot be used is a warning, and the exit code 2 (`aigc doctor` says how to fix it)."""
     from ..diagnostics import effective_settings
 
     file = config.settings_file()
     rows = effective_settings()
     if as_json:
-        settings = {row["key"]: {key: row[key] for key in ("value", "source", "error")} for row in rows}
+        settings = {row["key"]: {key: row[key] for key in ("value", "source", "error", "warnings")} for row in rows}
         ui.result(json.dumps(readable_json({"path": str(file), "exists": file.is_file(), "settings": settings}), indent=2, ensure_ascii=False))
     else:
         shown = [(row["key"], _shown(row["key"], row["value"]) if row["error"] is None else "(cannot be used)", row["source"] or "") for row in rows]
         widths = [max(len(line[column]) for line in shown) for column in range(2)]
         ui.result("\n".join(f"{key:<{widths[0]}}  {value:<{widths[1]}}  {source}".rstrip() for key, value, source in shown))
+    for warning in (warning for row in rows for warning in row["warnings"]):  # an unknown key in a table, as doctor says it
+        ui.warn(warning)
     broken = [row for row in rows if row["error"]]
     for row in broken:
         ui.warn(row["error"])

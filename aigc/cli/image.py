@@ -13,7 +13,7 @@ from ..textio import readable_json
 from ..writing import check_writable
 from . import complete, examples
 from .options import given_model, stdin_text
-from .command_defaults import DefaultsCommand
+from .command_defaults import DefaultsCommand, from_table
 
 PANEL = "Model"
 
@@ -60,9 +60,11 @@ def image(
     """Generate images from a text prompt with a diffusers pipeline; the settings go into each image (PNG, JPEG or WebP)."""
     from ..engine import diffusion
     from ..generators.base import get_generator
-    from ..generators.image import parse_size, png_settings, read_settings, save_images
+    from ..generators.image import check_settings_fit, parse_size, png_settings, read_settings, save_images
 
     diffusion.require()
+    if output and Path(output).suffix.lower() == ".png" and from_table("quality"):  # the table's quality is for the files it applies to
+        quality = None
     if from_image == "":  # `--from-image "$IMAGE"` with IMAGE unset: not a run of other settings
         raise BadInputError("--from-image was given an empty file name; give a PNG, JPEG or WebP made by aigc image")
     recorded: dict[str, Any] = read_settings(from_image) if from_image is not None else {}
@@ -106,10 +108,11 @@ def image(
         original, prompt = prompt, enhanced
         if ui.settings.verbosity >= 0:  # unwrapped, so it can be copied whole
             ui.stderr().print(f"enhanced prompt: {prompt}", markup=False, style="dim", soft_wrap=True)
+    original = original or (recorded.get("original_prompt") if replayed else None)
+    check_settings_fit(paths, {"prompt": generator.preprocess(prompt, opts), **generator.settings(opts), **({"original_prompt": original} if original else {})})  # before the steps run, not after
     with ui.prints_to_stderr(), ui.progress_bar() as progress:  # what generator code prints goes to stderr
         generator.progress = progress
         result = generator(prompt, **options)
-    original = original or (recorded.get("original_prompt") if replayed else None)
     settings = [png_settings(result, i, original_prompt=original) for i in range(n)]
     written = save_images(result["images"], paths, settings, quality=quality)
     per_step = result["seconds_per_step"]

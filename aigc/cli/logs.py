@@ -149,7 +149,7 @@ def remove(
     ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Entry ids, as `aigc logs` shows them (## ID ...).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Delete every logged answer.")] = False,
     until: Annotated[Optional[str], typer.Option("--until", metavar="WHEN", help="Delete the answers logged before WHEN: 30d (older than 30 days), 12h, 2026-12-06T08:00, or 2026-12-06 (up to that day's end: that day's answers too), as `aigc logs --until` takes it.", show_default=False)] = None,
-    keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the latest N answers and delete the rest; with --until, only those of the rest logged before WHEN.", show_default=False)] = None,
+    keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the latest N answers and delete the rest; with --until, only those of the rest logged before WHEN. An unnamed conversation goes with its answers only when all of them go.", show_default=False)] = None,
     yes: Yes = False,
 ) -> None:
     """Delete logged answers; their text is overwritten in the file. The unnamed conversations
@@ -184,7 +184,8 @@ def remove(
 
 
 def _prune(until, keep: int | None, yes: bool) -> None:
-    """`aigc logs rm --until WHEN --keep N`: the answers logged before WHEN that are not among the latest N."""
+    """`aigc logs rm --until WHEN --keep N`: the answers logged before WHEN that are not among the latest N,
+    and the unnamed conversations all of whose answers those are."""
     count, sessions = logs.to_prune(until, keep)
     doomed = conversations.unnamed_files(sessions)
     which = " and ".join(part for part in (until is not None and f"logged before {until.astimezone().strftime('%Y-%m-%d %H:%M %Z')}", keep is not None and f"beyond the latest {keep}") if part)
@@ -198,7 +199,7 @@ def _prune(until, keep: int | None, yes: bool) -> None:
         ui.info(f"deleted {_answers(gone)} ({which}); {held - gone} kept")
         forgotten = conversations.forget(doomed)
         if forgotten:
-            ui.info(f"deleted {_conversations(forgotten)} that held deleted answers (`aigc chat --cid` cannot go on from them now)")
+            ui.info(f"deleted {_conversations(forgotten)} all of whose answers were deleted (`aigc chat --cid` cannot go on from them now)")
 
 
 def _answers(count: int) -> str:
@@ -210,7 +211,7 @@ def _conversations(paths: list) -> str:
 
 
 def _and_conversations(paths: list) -> str:
-    return f", {_conversations(paths)} that hold them" if paths else ""
+    return f", {_conversations(paths)} that hold only them" if paths else ""
 
 
 def register(app: typer.Typer) -> None:

@@ -309,6 +309,15 @@ def _exif(settings: dict[str, Any], kind: str, target: Path) -> bytes:
     return data
 
 
+def check_settings_fit(paths: Sequence[str | os.PathLike], settings: dict[str, Any]) -> None:
+    """The `BadInputError` `save_images` gives where `settings` (a prompt this long) do not fit a
+    JPEG's EXIF, for a caller to raise before the images are made; nothing for other formats."""
+    for target in paths:
+        if image_format(target) == "JPEG":
+            _exif({**settings, "seed": 2**32}, "JPEG", Path(target))  # any seed: the widest
+            return
+
+
 def save_images(
     images: Sequence[Any],
     paths: Sequence[str | os.PathLike],

@@ -308,8 +308,8 @@ def test_ctrl_c_while_plugins_load_is_one_line(monkeypatch, capsys):
     assert stopped.value.code == 130 and "KeyboardInterrupt" in capsys.readouterr().err  # the traceback, and the same exit code
 
 
-@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("YES", True), (" On ", True), ("0", False), ("false", False), ("no", False), ("off", False), ("", False), (None, False)])
-def test_aigc_debug_is_on_only_for_a_truthy_value(monkeypatch, capsys, value, on):
+@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("YES", True), (" On ", True), ("2", True), ("debug", True), ("0", False), ("false", False), ("FALSE", False), ("no", False), (" Off ", False), ("", False), (None, False)])
+def test_aigc_debug_is_on_for_any_value_but_an_off_one(monkeypatch, capsys, value, on):
     from aigc import config, errors
     from aigc.cli import app as app_module
 

@@ -139,3 +139,64 @@ def test_config_show_and_doctor_read_the_tables_as_the_command_does():
     write('[translate]\nto = 3\n')
     shown = invoke("config", "show")
     assert shown.exit_code == 2 and "[translate] in " in shown.stderr and "to must be a string in quotes, got 3 (line 2)" in shown.stderr
+
+
+def test_a_variable_aigc_reads_itself_beats_the_table(monkeypatch):
+    write('[chat]\nlog = true\nmodel = "no-such-model"\n')
+    monkeypatch.setenv("AIGC_DEFAULT_MODEL", "echo")
+    monkeypatch.setenv("AIGC_LOGS", "0")
+    result = invoke("chat", "hi")
+    assert result.exit_code == 0 and result.stdout == "hi\n", result.output  # AIGC_DEFAULT_MODEL, not the table's model
+    assert "no-such-model" not in helped("chat")  # nor does --help show it as the default
+    monkeypatch.delenv("AIGC_LOGS")
+    assert json.loads(invoke("logs", "--json").stdout) == []  # AIGC_LOGS=0 kept the answer out of the log
+    assert invoke("chat", "--no-log", "-m", "echo", "hi").exit_code == 0 and json.loads(invoke("logs", "--json").stdout) == []  # a flag beats both
+
+
+@pytest.mark.parametrize(("command", "table", "args"), [
+    ("summarize", 'length = "short"', ["--words", "5"]),
+    ("summarize", "words = 5", ["--length", "short"]),
+    ("translate", "plain = true", ["--markdown", "--to", "fr"]),
+    ("chat", "extract = true", ["--json"]),
+])
+def test_a_table_value_yields_to_a_flag_it_cannot_go_with(tmp_path, command, table, args):
+    write(f"[{command}]\n{table}\n")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("One sentence here. Another one there.\n")
+    result = invoke(command, "-m", "echo", *args, str(doc) if command != "chat" else "hi")
+    assert result.exit_code == 0 and "not both" not in result.stderr, result.output
+
+
+@pytest.mark.parametrize(("command", "key"), [("headline", 'topic = "cats"'), ("batch", 'input = "rows.jsonl"'), ("similar", 'input = "items.txt"')])
+def test_a_table_may_not_name_a_runs_input(command, key):
+    path = write(f"[{command}]\n{key}\n")
+    result = invoke(command, "--help")
+    assert result.exit_code == 0  # the help still helps
+    result = invoke("headline", "-m", "echo", "--topic", "dogs") if command == "headline" else invoke(command, "x", "-o", "-") if command == "batch" else invoke(command, "q")
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: [{command}] in {path}: ") and "it has no default (line 2); remove the line" in result.stderr, result.output
+
+
+def test_the_tables_one_shot_settings_leave_interactive_chat_alone(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from aigc.cli import chat as chat_module
+
+    write("[chat]\njson = true\nn = 2\n")
+    seen = {}
+    monkeypatch.setattr(chat_module, "stdin_text", lambda: None)
+    monkeypatch.setattr(chat_module, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True), stdout=sys.stdout, stderr=sys.stderr))
+    monkeypatch.setattr(chat_module, "_repl", lambda run, *args: seen.update(n=run.n))
+    result = invoke("chat", "-m", "echo")
+    assert result.exit_code == 0 and seen == {"n": None}, result.output
+
+
+def test_config_show_warns_of_an_unknown_key_in_a_table():
+    path = write('[summarize]\nlenght = "short"\n')
+    shown = invoke("config", "show")
+    assert shown.exit_code == 0, shown.output
+    said = f"Warning: [summarize] in {path} has unknown keys lenght; lenght (line 2): did you mean length?"
+    assert said in " ".join(shown.stderr.split()), shown.stderr
+    as_json = invoke("config", "show", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["settings"]["summarize"]["warnings"][0].startswith(f"[summarize] in {path} has unknown keys lenght")
+    assert json.loads(as_json.stdout)["settings"]["logs"]["warnings"] == []

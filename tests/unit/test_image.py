@@ -640,6 +640,28 @@ def test_bad_quality_is_a_one_line_error_before_the_model_loads(tiny_pipeline_di
     assert files(tmp_path) == []
 
 
+def test_a_table_quality_leaves_png_files_alone(tiny_pipeline_dir, tmp_path):
+    from aigc import config
+
+    config.settings_file().parent.mkdir(parents=True, exist_ok=True)
+    config.settings_file().write_text("[image]\nquality = 90\n")
+    result = invoke("image", PROMPT, "-m", tiny_pipeline_dir, "--size", "64x64", "--steps", "1", "-o", tmp_path / "a.png")
+    assert result.exit_code == 0 and (tmp_path / "a.png").is_file(), result.output
+    assert bad("image", PROMPT, "-m", tiny_pipeline_dir, "--quality", "90", "-o", tmp_path / "b.png")[0] == 2  # given as a flag, still an error
+
+
+def test_a_prompt_too_long_for_a_jpegs_exif_fails_before_the_images_are_made(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from aigc.generators.image import ImageGenerator
+
+    def never(*args, **kwargs):
+        raise AssertionError("the images were made")
+
+    monkeypatch.setattr(ImageGenerator, "forward", never)
+    code, lines = bad("image", "fox " * 20000, "-m", tiny_pipeline_dir, "--size", "64x64", "--steps", "1", "-o", tmp_path / "long.jpg")
+    assert code == 2 and len(lines) == 1 and "do not fit a JPEG's 64 KB of EXIF; write a .png or .webp" in lines[0], lines
+    assert files(tmp_path) == []
+
+
 def test_an_unknown_suffix_fails_before_the_model_loads(tiny_pipeline_dir, tmp_path, monkeypatch):
     from aigc.engine import diffusion
 

@@ -689,3 +689,22 @@ def test_each_chat_repl_reply_logs_the_seed_it_was_sampled_with(tiny_model_dir, 
     assert all(isinstance(seed, int) for seed in drawn) and drawn[0] != drawn[1] and rows[2]["options"]["seed"] == 5  # each reply its own; a /set seed is used as given
     again = invoke("chat", "Bees make", "-m", str(tiny_model_dir), "--max-tokens", "6", "--dtype", "float32", "--temperature", "1.5", "--seed", str(drawn[0]), "--json", "--no-log")
     assert json.loads(again.stdout)["text"] == rows[0]["response"]
+
+
+def test_a_prune_deletes_only_the_conversations_all_of_whose_answers_it_deletes():
+    from aigc import conversations
+
+    assert invoke("chat", "-m", "echo", "one").exit_code == 0
+    assert invoke("chat", "-c", "-m", "echo", "two").exit_code == 0
+    assert invoke("chat", "-m", "echo", "alone").exit_code == 0  # a second conversation, of one answer
+    first = conversations.latest()
+    assert invoke("chat", "-c", "-m", "echo", "three").exit_code == 0  # goes on from "alone"
+    cids = {row["session"] for row in logged()}
+    assert len(cids) == 2
+    pruned = invoke("logs", "rm", "--keep", "2")  # "one" and "two": the first conversation's answers, all of them
+    assert pruned.exit_code == 0 and "deleted 1 unnamed conversation" in pruned.stderr, pruned.output
+    assert [path.stem for path in conversations.unnamed_files()] == [first.stem]
+    assert invoke("logs", "rm", "--keep", "1").exit_code == 0  # "alone" goes, "three" stays: its conversation is kept
+    assert [path.stem for path in conversations.unnamed_files()] == [first.stem]
+    going_on = invoke("chat", "-c", "-m", "echo", "four")
+    assert going_on.exit_code == 0 and going_on.stdout == "four\n", going_on.output
