@@ -91,4 +91,4 @@ def test_config_show_refuses_a_default_model_the_commands_refuse():
 
 def test_an_empty_aigc_default_model_is_unset():
     result = invoke("config", "show", "--json", env={"AIGC_DEFAULT_MODEL": ""})
-    assert result.exit_code == 0 and json.loads(result.stdout)["settings"]["default_model"] == {"value": "smollm2", "source": "default", "error": None}
+    assert result.exit_code == 0 and json.loads(result.stdout)["settings"]["default_model"] == {"value": "smollm2", "source": "default", "error": None, "warnings": []}
