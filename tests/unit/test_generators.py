@@ -1565,7 +1565,7 @@ def test_classify_many_scores_all_texts_in_one_engine_call_when_no_progress_is_t
     score_many = engine.score_many
     engine.score_many = lambda prompts, *args, **kwargs: calls.append(len(prompts)) or score_many(prompts, *args, **kwargs)
     ClassifyGenerator(engine=engine).classify_many([f"text {i}" for i in range(70)], labels="a,b", calibrate="off")
-    assert calls == [70]  # the engine packs them by length, whatever their place in the list
+    assert calls == [70, 2]  # the engine packs them by length, whatever their place in the list; then channel's: a prompt per label, the texts its continuations
 
 
 def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_options_class():
