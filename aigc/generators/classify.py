@@ -31,6 +31,7 @@ LABEL_SETS_IN_MEMORY = 64  # label sets whose forms are kept (`_forms`)
 PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
 PROGRESS_EVERY = 32  # texts scored per engine call while `progress` is told how many are done
 CHANNEL_WEIGHT = 0.8  # `channel`: the weight of the text's log-likelihood per token under each label, against the calibrated label log-probability's 1 - CHANNEL_WEIGHT (picked on the sentiment tuning part, README)
+CHANNEL_STAGE = "scoring under each label"  # `progress`'s name for channel's pass, after "classifying"
 CHANNEL_PER_TOKEN = True  # `channel`: that log-likelihood divided by the text's tokens (summed did a little worse on the tuning parts)
 
 
@@ -517,8 +518,17 @@ class ClassifyGenerator(Generator):
                     raise error
                 text = self.start_that_fits(text, opts, room=self.engine.context_length - longest, render=lambda t: " " + t)
             fitted.append(text)
-        scored = self.engine.score_many(prefixes, [" " + text for text in fitted])  # one call: the engine packs the texts under each line's cache
-        return [[scored[j].logprobs[i] for j in range(len(prefixes))] for i in range(len(fitted))]
+        told = self.progress is not _no_progress
+        step = PROGRESS_EVERY if told else max(len(fitted), 1)  # untold, one call: the engine packs the texts under each line's cache
+        rows: list[list[float]] = []
+        for start in range(0, len(fitted), step):
+            if told:
+                self.progress(start, len(fitted), CHANNEL_STAGE)
+            scored = self.engine.score_many(prefixes, [" " + text for text in fitted[start : start + step]])
+            rows += [[s.logprobs[i] for s in scored] for i in range(len(scored[0].logprobs))]
+        if told:
+            self.progress(len(fitted), len(fitted), CHANNEL_STAGE)
+        return rows
 
     def _forward_multi(self, texts: list[str], opts: ClassifyOptions, model: ExampleModel | None) -> list[dict]:
         """Label scoring as for one label (a yes/no question per label was no better than chance on
