@@ -22,6 +22,7 @@ Aspect = Annotated[str, typer.Option(help="What the labels describe (sentiment, 
 Kind = Annotated[str, typer.Option(help="What the texts are (movie review, news article, ...), named before each text in the prompt.")]
 Method = Annotated[str, typer.Option(help="auto (picked by cross-validation on the examples), zero-shot, probe or demos.", autocompletion=complete.classify_methods)]
 Calibrate = Annotated[str, typer.Option(help="Divide out a label prior: auto, content-free (N/A, ?, Lorem ipsum), examples (their mean), batch (the texts classified together: --lines, eval) or off.", autocompletion=complete.calibrations)]
+Channel = Annotated[bool, typer.Option("--channel/--no-channel", help="Zero-shot, one label per text: add how likely the text is after a line naming each label (more accurate; scores each text once more per label, so slower). --no-channel: label scores alone.")]
 
 
 def joined(labels: Optional[list[str]]) -> Optional[str]:
@@ -29,10 +30,10 @@ def joined(labels: Optional[list[str]]) -> Optional[str]:
     return ",".join(labels) if labels else None
 
 
-def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate, truncate: bool = False) -> dict:
+def options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate, truncate: bool = False, channel: bool = True) -> dict:
     return {
         "labels": labels, "multi_label": multi_label, "threshold": threshold, "examples": examples,
-        "aspect": aspect, "kind": kind, "method": method, "calibrate": calibrate, **({"truncate": True} if truncate else {}),
+        "aspect": aspect, "kind": kind, "method": method, "calibrate": calibrate, **({"truncate": True} if truncate else {}), **({} if channel else {"channel": False}),
     }
 
 
@@ -85,6 +86,7 @@ def classify(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the result (with --lines, every line's) to this file, atomically at the end; - for stdout.")] = None,
     lines: Annotated[bool, typer.Option("--lines", help="Classify each non-empty input line as its own text.")] = False,
     truncate: Annotated[bool, typer.Option("--truncate", help="Classify a text too long for the model's context by its start that fits (a note says how much), instead of refusing it.")] = False,
+    channel: Channel = True,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"label", "scores", "method", "calibration", "model", "model_digest"} (with --multi-label "labels" for "label"; with --examples "method_reason", why auto kept zero-shot) as JSON; with --lines one per line, with its "line" number.')] = False,
     *,
     run: RunOptions,
@@ -104,7 +106,7 @@ def classify(
     if not texts:
         raise BadInputError("there is no text to classify")  # the text itself: an empty file or stdin is refused as read
     check_threshold(threshold, multi_label)
-    chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate, truncate)
+    chosen = options(labels, multi_label, threshold, examples, aspect, kind, method, calibrate, truncate, channel)
     if lines and calibrate != "batch":  # each line on its own, scored in merged batches: a bad line is skipped
         reason = {}
         record = lambda result: json_record(result, reason.get("why"))  # noqa: E731
@@ -163,6 +165,7 @@ def eval_classify(
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Each text has a set of labels: comma-separated in its label cell (a JSON list in .jsonl), none for an empty cell. Reports per-label and micro, macro, weighted and samples precision, recall and F1, subset accuracy and Hamming loss.")] = False,
     threshold: Annotated[Optional[float], typer.Option(show_default=False, help="With --multi-label (default 0.5): labels scoring at least this are predicted, as classify --threshold.")] = None,
     truncate: Annotated[bool, typer.Option("--truncate", help="Classify a text too long for the model's context by its start that fits (a note says how much), instead of refusing it, as classify --truncate.")] = False,
+    channel: Channel = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PRED.jsonl", help="Also write each text's prediction, one JSON line per text (number, text, label, predicted, correct, scores; with --multi-label the true and predicted label lists: labels, predicted), atomically once the evaluation ends.", show_default=False)] = None,
     *,
@@ -200,7 +203,7 @@ def eval_classify(
         shared = {same_text(text) for text, _ in rows} & {same_text(text) for text, _ in load_examples(examples, labels=named)}
         if shared:
             ui.warn(f"{len(shared)} of the {len(rows)} texts are also in --examples {examples}, so the figures are not on held-out data")
-    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, threshold, examples, aspect, kind, method, calibrate, truncate)  # as the data writes them
+    chosen = options(labels or [parse_label(name, aliases=False) for name in found], multi_label, threshold, examples, aspect, kind, method, calibrate, truncate, channel)  # as the data writes them
     generator = run.generator("classify")
     absent = [name for name in checked_labels(generator.validate(chosen), rows) if name not in found]  # before the model loads
     if absent:

@@ -30,6 +30,9 @@ FITS_IN_MEMORY = 8  # example fits kept loaded (a server gets a new set with eac
 LABEL_SETS_IN_MEMORY = 64  # label sets whose forms are kept (`_forms`)
 PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each set shown, so one for nearly every text)
 PROGRESS_EVERY = 32  # texts scored per engine call while `progress` is told how many are done
+CHANNEL_WEIGHT = 0.8  # `channel`: the weight of the text's log-likelihood per token under each label, against the calibrated label log-probability's 1 - CHANNEL_WEIGHT (picked on the sentiment tuning part, README)
+CHANNEL_STAGE = "scoring under each label"  # `progress`'s name for channel's pass, after "classifying"
+CHANNEL_PER_TOKEN = True  # `channel`: that log-likelihood divided by the text's tokens (summed did a little worse on the tuning parts)
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ class ClassifyOptions:
     calibrate: str = "auto"
     template: str = "classify"
     truncate: bool = False  # a text too long for the model's context is classified by its start that fits (a note says how much), not refused
+    channel: bool = True  # zero-shot, one label per text: add each text's likelihood after a line that names each label (noisy channel; scores each text once per label)
     parsed: list[Label] = field(default_factory=list, init=False, repr=False)
     examples_json: str | None = field(default=None, init=False, repr=False, compare=False)  # a file's examples as JSON, made once (`read_examples`)
 
@@ -233,7 +237,9 @@ class ClassifyOptions:
     def settings(self) -> dict[str, Any]:
         """The options as they take effect, for `aigc batch`'s fingerprint: the labels parsed, as
         `labels` writes them, in any order (`a, b`, `["a","b"]` and `b,a` are the same run)."""
-        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and (f.name != "truncate" or self.truncate)}  # outputs made before truncate keep resuming
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init and (f.name not in ("truncate", "channel") or getattr(self, f.name))}  # outputs made before truncate keep resuming
+        if self.multi_label or self.method in ("probe", "demos"):  # channel changes nothing there: outputs made before it keep resuming
+            settings.pop("channel", None)
         return {**settings, "labels": sorted(label.spec for label in self.parsed)}
 
     def _check_example_labels(self) -> None:
@@ -339,13 +345,15 @@ class ClassifyGenerator(Generator):
                 texts = [self.start_that_fits(t, opts) for t in texts]
         return {"texts": texts, "given": given, "names": names, "examples": examples}
 
-    def start_that_fits(self, text: str, opts: ClassifyOptions, shown: list[dict] | None = None) -> str:
+    def start_that_fits(self, text: str, opts: ClassifyOptions, shown: list[dict] | None = None, room: int | None = None, render=None) -> str:
         """`text`, or where its prompt (with the demonstrations `shown`) does not fit the model's
         context with the longest label, its start that does (cut in proportion, again where its
-        start is denser), with a note of how much."""
+        start is denser), with a note of how much. `render` and `room`: another prompt of the text
+        (`channel`'s) and the tokens it may take."""
         count = self.engine.count_tokens
-        room = self.engine.context_length - max(map(count, self.verbalizers(opts)))
-        tokens = count(self.prompt(text, opts, shown))
+        render = render or (lambda t: self.prompt(t, opts, shown))
+        room = room if room is not None else self.engine.context_length - max(map(count, self.verbalizers(opts)))
+        tokens = count(render(text))
         if tokens <= room:
             return text
         whole, kept = count(text), text
@@ -355,7 +363,7 @@ class ClassifyGenerator(Generator):
             while cut > 0 and unicodedata.category(kept[cut]).startswith("M"):  # never before a mark that combines with the letter before
                 cut -= 1
             kept = kept[:cut].rstrip()
-            tokens = count(self.prompt(kept, opts, shown))
+            tokens = count(render(kept))
         if not kept:
             raise ContextLengthError(f"the classify prompt and the longest label leave no room for the text in {self.engine.name}'s {self.engine.context_length}-token context; use a model with a longer context, or shorter labels")
         note(f"classified the text's start, its first {count(kept)} of {whole} tokens: what {self.engine.name}'s {self.engine.context_length}-token context holds with the prompt and labels")
@@ -474,7 +482,53 @@ class ClassifyGenerator(Generator):
         ]
         if method == "probe":
             logits = model.predict(embeddings, logits)
+        elif method == "zero-shot" and opts.channel:
+            logits = self.with_channel(texts, logits, opts)
         return [{"logits": row, "method": method, "calibration": calibration} for row in logits]
+
+    def with_channel(self, texts: list[str], logits: list[list[float]], opts: ClassifyOptions) -> list[list[float]]:
+        """Calibrated label log-probabilities with each text's own log-likelihood under each label
+        added (noisy channel, Min et al. 2022): `p(text | "The sentiment of this movie review is
+        positive.\nMovie review:")`, one prompt per label and the texts as its continuations."""
+        channel = self.channel_scores(texts, opts)
+        scale = CHANNEL_WEIGHT / (1 - CHANNEL_WEIGHT)  # (1 - w) * direct + w * channel, divided by 1 - w: the same ranking, the direct scores' own scale
+        if CHANNEL_PER_TOKEN:
+            channel = [[c / max(self.engine.count_tokens(" " + text), 1) for c in row] for text, row in zip(texts, channel)]
+        return [log_softmax([d + scale * c for d, c in zip(row, extra)]) for row, extra in zip(logits, channel)]
+
+    def channel_prefix(self, label: str, opts: ClassifyOptions) -> str:
+        """The line before the text that names the label, its question as a statement, and the
+        text's kind: "The sentiment of this movie review is positive.\nMovie review:"."""
+        kind, aspect = opts.kind.strip() or "text", opts.aspect.strip() or "category"
+        return f"The {aspect} of this {kind} is {label}.\n{kind[:1].upper() + kind[1:]}:"
+
+    def channel_scores(self, texts: list[str], opts: ClassifyOptions) -> list[list[float]]:
+        """Per text, per label: the log-likelihood of " " + the text after the label's `channel_prefix`.
+        A text too long for the context with a prefix: a `ContextLengthError` as for the label
+        prompt (naming the text), or with `truncate` its start that fits."""
+        prefixes = [self.channel_prefix(label.name, opts) for label in opts.parsed]
+        count, longest = self.engine.count_tokens, max(map(self.engine.count_tokens, prefixes))
+        fitted = []
+        for index, text in enumerate(texts):
+            size = count(" " + text)
+            if longest + size > self.engine.context_length:
+                if not opts.truncate:
+                    error = ContextLengthError(f"the text takes {size} tokens, and with the line naming its label {longest} more, but {self.engine.name}'s context holds {self.engine.context_length}; give {option('truncate')} to classify the text's start, or shorten it")
+                    error.index, error.at = index, f"input {index}" if len(texts) > 1 else None
+                    raise error
+                text = self.start_that_fits(text, opts, room=self.engine.context_length - longest, render=lambda t: " " + t)
+            fitted.append(text)
+        told = self.progress is not _no_progress
+        step = PROGRESS_EVERY if told else max(len(fitted), 1)  # untold, one call: the engine packs the texts under each line's cache
+        rows: list[list[float]] = []
+        for start in range(0, len(fitted), step):
+            if told:
+                self.progress(start, len(fitted), CHANNEL_STAGE)
+            scored = self.engine.score_many(prefixes, [" " + text for text in fitted[start : start + step]])
+            rows += [[s.logprobs[i] for s in scored] for i in range(len(scored[0].logprobs))]
+        if told:
+            self.progress(len(fitted), len(fitted), CHANNEL_STAGE)
+        return rows
 
     def _forward_multi(self, texts: list[str], opts: ClassifyOptions, model: ExampleModel | None) -> list[dict]:
         """Label scoring as for one label (a yes/no question per label was no better than chance on

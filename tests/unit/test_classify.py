@@ -45,7 +45,7 @@ def test_multi_token_labels_sharing_a_first_token_are_scored_in_full(classify, t
     york, york_lower, jersey, jersey_lower, japanese = tiny_engine.score(prompt, classify.verbalizers(opts))
     expected = [logsumexp([york, york_lower]), logsumexp([jersey, jersey_lower]), japanese]
     assert len({tuple(tiny_engine.tokenizer(" " + l, add_special_tokens=False)["input_ids"][:1]) for l in labels[:2]}) == 1
-    result = classify(text, labels=labels, calibrate="off")
+    result = classify(text, labels=labels, calibrate="off", channel=False)  # the label scores alone
     total = math.log(sum(math.exp(v) for v in expected))
     assert [result["scores"][l] for l in labels] == pytest.approx([math.exp(v - total) for v in expected], abs=1e-5)
 
@@ -58,7 +58,7 @@ def test_a_label_that_begins_another_is_scored_with_the_line_break_that_ends_it(
     text = "I baked an apple pie."
     scored = tiny_engine.score(classify.prompt(text, opts), classify.verbalizers(opts))
     expected = [logsumexp(scored[i : i + 2]) for i in range(0, 6, 2)]  # each label as written and capitalised
-    result = classify(text, labels=labels, calibrate="off")
+    result = classify(text, labels=labels, calibrate="off", channel=False)  # the label scores alone
     total = math.log(sum(math.exp(v) for v in expected))
     assert [result["scores"][l] for l in labels] == pytest.approx([math.exp(v - total) for v in expected], abs=1e-5)
 
@@ -114,7 +114,7 @@ def test_batch_calibration_evens_out_the_mean_prediction(classify):
 
 def test_multi_label_scores_each_label_against_the_likeliest(classify):
     result = classify("Goals and elections.", labels="sports,politics,cooking", multi_label=True, threshold=0.3)
-    single = classify("Goals and elections.", labels="sports,politics,cooking")
+    single = classify("Goals and elections.", labels="sports,politics,cooking", channel=False)  # multi-label scores labels alone
     assert set(result["scores"]) == {"sports", "politics", "cooking"}
     top = max(single["scores"].values())
     assert result["scores"] == pytest.approx({k: v / top for k, v in single["scores"].items()}, abs=1e-5)
@@ -1011,3 +1011,53 @@ def test_a_text_too_long_for_the_context_is_refused_with_its_tokens_or_with_trun
         warnings.simplefilter("error")
         assert classify(start, labels="bees,solar", truncate=True) == classify(start, labels="bees,solar")  # a text that fits is classified whole, with no note
     assert "truncate" not in classify.validate({"labels": "a,b"}).settings() and classify.validate({"labels": "a,b", "truncate": True}).settings()["truncate"] is True
+
+
+def test_zero_shot_adds_each_texts_likelihood_after_a_line_naming_each_label(classify, tiny_engine):
+    from aigc.generators.classify import CHANNEL_PER_TOKEN, CHANNEL_WEIGHT, log_softmax
+
+    text, labels = "Shares rose after the earnings report.", "business,sports,world news"
+    opts = classify.validate({"labels": labels, "aspect": "topic", "kind": "news story", "calibrate": "off"})
+    assert classify.channel_prefix("sports", opts) == "The topic of this news story is sports.\nNews story:"
+    direct = log_softmax(classify.label_scores(tiny_engine.score(classify.prompt(text, opts), classify.verbalizers(opts)), opts))
+    channel = [tiny_engine.score(classify.channel_prefix(label.name, opts), [" " + text])[0] for label in opts.parsed]
+    if CHANNEL_PER_TOKEN:
+        channel = [c / tiny_engine.count_tokens(" " + text) for c in channel]
+    expected = log_softmax([d + CHANNEL_WEIGHT / (1 - CHANNEL_WEIGHT) * c for d, c in zip(direct, channel)])
+    options = {"labels": labels, "aspect": "topic", "kind": "news story", "calibrate": "off"}
+    result = classify(text, **options)
+    assert [result["scores"][l.name] for l in opts.parsed] == pytest.approx([math.exp(v) for v in expected], abs=1e-5)
+    assert math.isclose(sum(result["scores"].values()), 1.0, rel_tol=1e-9) and result["method"] == "zero-shot"
+    assert classify(text, **options) == result  # deterministic
+    reordered = classify(text, **{**options, "labels": "world news,sports,business"})
+    assert reordered["label"] == result["label"] and reordered["scores"] == pytest.approx(result["scores"], abs=1e-6)
+    alone = classify(text, **options, channel=False)  # the label scores alone, as before channel
+    assert [alone["scores"][l.name] for l in opts.parsed] == pytest.approx([math.exp(v) for v in direct], abs=1e-5)
+    assert [math.log(alone["scores"][l.name]) for l in opts.parsed] != pytest.approx([math.log(result["scores"][l.name]) for l in opts.parsed], abs=1e-3)  # the channel scores count
+    calibrated = classify.classify_many([text, "The match ended in a draw."], labels=labels)  # content-free, the default, then the channel scores
+    assert all(math.isclose(sum(r["scores"].values()), 1.0, rel_tol=1e-9) for r in calibrated)
+    assert [r["scores"] for r in calibrated] != [r["scores"] for r in classify.classify_many([text, "The match ended in a draw."], labels=labels, channel=False)]
+
+
+def test_channel_leaves_multi_label_the_probe_and_demonstrations_as_they_were(classify):
+    text = "apple engine number 3"
+    for options in ({"labels": "fruit,machine", "multi_label": True}, {"examples": EXAMPLES, "method": "probe"}, {"examples": EXAMPLES, "method": "demos"}):
+        assert classify(text, **options) == classify(text, **options, channel=False), options
+    settings = lambda **options: classify.validate({"labels": "a,b", **options}).settings()  # noqa: E731 - what aigc batch resumes by
+    assert settings()["channel"] is True and "channel" not in settings(channel=False)  # outputs made before channel resume without it
+    assert "channel" not in settings(multi_label=True)  # where it changes nothing
+
+
+def test_a_text_too_long_with_the_channel_line_is_refused_as_for_the_label_prompt_or_cut_with_truncate(classify, monkeypatch):
+    from aigc.errors import ContextLengthError
+
+    monkeypatch.setattr(classify, "channel_prefix", lambda label, opts: "Bees. " * 150 + label)  # longer than the label prompt
+    text = "Bees make honey in the city. " * 40  # fits the label prompt, not after that prefix
+    opts = classify.validate({"labels": "bees,solar"})
+    assert classify.engine.count_tokens(classify.prompt(text, opts)) < 500
+    with pytest.raises(ContextLengthError, match=r"^input 1: the text takes \d+ tokens, and with the line naming its label \d+ more, but \S+'s context holds 512; give truncate to classify the text's start, or shorten it$") as raised:
+        classify.classify_many(["short", text], labels="bees,solar")
+    assert raised.value.index == 1
+    with pytest.warns(AigcNote, match=r"^classified the text's start, its first \d+ of \d+ tokens"):
+        cut = classify(text, labels="bees,solar", truncate=True)
+    assert cut["label"] in ("bees", "solar") and classify(text, labels="bees,solar", channel=False)["label"] in ("bees", "solar")

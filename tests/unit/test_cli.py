@@ -4455,3 +4455,19 @@ def test_batch_wait_takes_its_turn_at_an_output_another_run_writes_and_wait_time
     thread.join()
     assert done.exit_code == 0 and f"(waiting for another aigc batch to finish writing {out})" in done.stderr
     assert [json.loads(line)["result"]["text"] for line in out.read_text().splitlines()] == ["one", "two"]
+
+
+def test_classify_no_channel_scores_labels_alone_here_in_eval_and_in_batch(tiny_model_dir, tmp_path):
+    text, model = "Shares rose after the earnings report.", ("-l", "business,sports", "-m", str(tiny_model_dir))
+    scores = lambda *flags: json.loads(invoke("classify", text, *model, "--no-log", "--json", *flags).stdout)["scores"]  # noqa: E731
+    both, alone = scores(), scores("--no-channel")
+    assert scores("--channel") == both and alone != pytest.approx(both, abs=1e-9)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": text}) + "\n")
+    for value, expected in (("false", alone), ("true", both)):
+        out = tmp_path / f"out-{value}.jsonl"
+        batch = invoke("batch", "classify", "-i", str(rows), "-o", str(out), "-O", "labels=business,sports", "-O", f"channel={value}", "-m", str(tiny_model_dir))
+        assert batch.exit_code == 0 and json.loads(out.read_text())["result"]["scores"] == pytest.approx(expected, abs=1e-6), batch.output
+    (tmp_path / "ev.tsv").write_text(f"{text}\tbusiness\nThe match ended in a draw.\tsports\n")
+    evaluated = invoke("eval", "classify", str(tmp_path / "ev.tsv"), *model[2:], "--no-channel", "-o", str(tmp_path / "pred.jsonl"))
+    assert evaluated.exit_code == 0 and json.loads((tmp_path / "pred.jsonl").read_text().splitlines()[0])["scores"] == pytest.approx(alone, abs=1e-6), evaluated.output

@@ -1556,7 +1556,8 @@ def test_many_and_classify_many_tell_progress_of_the_inputs_done():
     told.clear()
     classify = ClassifyGenerator(engine=FakeEngine(), progress=lambda done, total, what: told.append((done, total, what)))
     classify.classify_many([f"text {i}" for i in range(70)], labels="a,b")
-    assert told == [(0, 70, "classifying"), (32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
+    assert told[:4] == [(0, 70, "classifying"), (32, 70, "classifying"), (64, 70, "classifying"), (70, 70, "classifying")]
+    assert told[4:] == [(0, 70, "scoring under each label"), (32, 70, "scoring under each label"), (64, 70, "scoring under each label"), (70, 70, "scoring under each label")]  # channel's pass
 
 
 def test_classify_many_scores_all_texts_in_one_engine_call_when_no_progress_is_told():
@@ -1565,7 +1566,7 @@ def test_classify_many_scores_all_texts_in_one_engine_call_when_no_progress_is_t
     score_many = engine.score_many
     engine.score_many = lambda prompts, *args, **kwargs: calls.append(len(prompts)) or score_many(prompts, *args, **kwargs)
     ClassifyGenerator(engine=engine).classify_many([f"text {i}" for i in range(70)], labels="a,b", calibrate="off")
-    assert calls == [70]  # the engine packs them by length, whatever their place in the list
+    assert calls == [70, 2]  # the engine packs them by length, whatever their place in the list; then channel's: a prompt per label, the texts its continuations
 
 
 def test_help_on_a_generator_and_its_call_lists_the_tasks_options_from_its_options_class():
