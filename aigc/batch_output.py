@@ -309,15 +309,11 @@ def writing(output: str | Path, waiting: Callable[[], None] | None = None, timeo
         yield
         return
     busy = f"{output} is being written by another aigc batch; wait for it to end (--wait), or give another -o"
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(locks.held(output, busy, BusyError))
-        except BusyError:
-            if waiting is None:
-                raise
-            waiting()
-            still = f"{output} is still being written by another aigc batch after waiting {timeout:g} s; wait longer (a higher --wait-timeout, or none), or give another -o" if timeout is not None else ""
-            stack.enter_context(locks.held(output, still, BusyError, wait=True, timeout=timeout))
+
+    def still(waited: float) -> str:
+        return f"{output} is still being written by another aigc batch after waiting {waited:g} s; wait longer (a higher --wait-timeout, or none), or give another -o"
+
+    with locks.held_or_waited(output, busy, still, BusyError, waiting, timeout):
         mine.add(key)
         try:
             yield

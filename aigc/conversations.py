@@ -236,15 +236,12 @@ def in_use(path: Path, existing: bool = False, waiting=None, timeout: float | No
     instead, for at most `timeout` seconds where given (then a `ConversationOpenError` too).
     `existing`: it was there when the chat picked it, so one deleted before the hold is a
     `ConversationDeletedError`."""
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(locks.held(path, f"{path} is in use by another aigc chat; wait for it to end (--wait) or pick another --session", ConversationOpenError))
-        except ConversationOpenError:
-            if waiting is None:
-                raise
-            waiting()
-            still = f"{path} is still in use by another aigc chat after waiting {timeout:g} s; wait longer (a higher --wait-timeout, or none) or pick another --session" if timeout is not None else ""
-            stack.enter_context(locks.held(path, still, ConversationOpenError, wait=True, timeout=timeout))
+    busy = f"{path} is in use by another aigc chat; wait for it to end (--wait) or pick another --session"
+
+    def still(waited: float) -> str:
+        return f"{path} is still in use by another aigc chat after waiting {waited:g} s; wait longer (a higher --wait-timeout, or none) or pick another --session"
+
+    with locks.held_or_waited(path, busy, still, ConversationOpenError, waiting, timeout):
         if existing and not Path(path).is_file():
             raise deleted(path)
         token = _held_here.set((*_held_here.get(), Path(path).resolve()))

@@ -8,6 +8,7 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def held(path: str | Path, busy: str = "", error: type[BadInputError] = BadInput
         if locked and os.name == "nt":
             with contextlib.suppress(OSError):  # another process has it open, to lock it next
                 Path(name).unlink(missing_ok=True)
+
+
+@contextmanager
+def held_or_waited(path: str | Path, busy: str, still: Callable[[float], str], error: type[BadInputError] = BadInputError, waiting: Callable[[], None] | None = None, timeout: float | None = None):
+    """`held`, for a command that may wait its turn: where another holds `path` it fails at once with
+    `error(busy)`, or with `waiting` calls `waiting()` and waits, for at most `timeout` seconds where
+    given (then it fails with `error(still(timeout))`). Yields whether it is held, as `held` does."""
+    with contextlib.ExitStack() as stack:
+        try:
+            locked = stack.enter_context(held(path, busy, error))
+        except error:
+            if waiting is None:
+                raise
+            waiting()
+            locked = stack.enter_context(held(path, still(timeout) if timeout is not None else "", error, wait=True, timeout=timeout))
+        yield locked
 
 
 def _open(name: Path):

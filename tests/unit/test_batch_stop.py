@@ -15,31 +15,7 @@ from aigc.batch_inputs import read_rows
 from aigc.engine.base import check_stopped
 from aigc.generators.base import Generator, get_generator
 from aigc.testing import FakeEngine
-
-
-class Decoding(FakeEngine):
-    """Decodes for a long while, asking between its steps whether to stop, as the local engine does."""
-
-    def __init__(self):
-        super().__init__()
-        self.decoding = threading.Event()
-        self.begun = self.stopped = 0  # calls made, and those told to stop
-
-    def generate(self, prompts, params):
-        self.begun += 1
-        self.decoding.set()
-        for _ in range(3000):
-            try:
-                check_stopped()
-            except asyncio.CancelledError:
-                self.stopped += 1
-                raise
-            time.sleep(0.01)
-        return super().generate(prompts, params)
-
-
-def workers() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name == WORKER]
+from decoding import Decoding, workers
 
 
 @pytest.fixture

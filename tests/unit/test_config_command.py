@@ -2,23 +2,8 @@
 
 import json
 
-from typer.testing import CliRunner
-
 from aigc import config
-from aigc.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    return runner.invoke(app, list(args), env=env)
-
-
-def write(text: str):
-    path = config.settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from config_cli import invoke, write
 
 
 def test_config_path_prints_the_settings_file_and_whether_it_exists():

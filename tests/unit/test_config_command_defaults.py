@@ -5,23 +5,9 @@ or value is reported with its file, table and line; --help shows the defaults th
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from aigc import config
-from aigc.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    return runner.invoke(app, list(args), env=env)
-
-
-def write(text: str):
-    path = config.settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from config_cli import invoke, write
 
 
 def last_options() -> dict:

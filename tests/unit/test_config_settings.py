@@ -4,23 +4,9 @@
 import re
 
 import pytest
-from typer.testing import CliRunner
 
 from aigc import config
-from aigc.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    return runner.invoke(app, list(args), env=env)
-
-
-def write(text: str):
-    path = config.settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from config_cli import invoke, write
 
 
 def test_a_top_level_setting_below_a_table_is_a_warning_naming_it_the_table_and_its_line():

@@ -9,34 +9,16 @@ import time
 import pytest
 
 import aigc
-from aigc.batch import WORKER
 from aigc.engine.base import check_stopped, ticks
 from aigc.errors import OptionError, StoppedError
 from aigc.generators.base import get_generator
 from aigc.testing import FakeEngine
+import decoding
+from decoding import workers
 
 
-class Decoding(FakeEngine):
-    """Decodes for up to 30 s, asking between its 10 ms steps whether to stop, as the local engine does."""
-
-    def __init__(self):
-        super().__init__()
-        self.decoding = threading.Event()
-        self.stopped = 0
-
-    def steps(self):
-        self.decoding.set()
-        for _ in range(3000):
-            try:
-                check_stopped()
-            except asyncio.CancelledError:
-                self.stopped += 1
-                raise
-            time.sleep(0.01)
-
-    def generate(self, prompts, params):
-        self.steps()
-        return super().generate(prompts, params)
+class Decoding(decoding.Decoding):
+    """`decoding.Decoding`, streaming too: a word each 10 ms step, for up to 30 s."""
 
     def stream(self, prompt, params):
         for _ in range(3000):
@@ -53,10 +35,6 @@ class Decoding(FakeEngine):
 def press(event: threading.Event, when: threading.Event) -> None:
     """Set `event` from another thread once `when` is set: a Stop button."""
     threading.Thread(target=lambda: when.wait(30) and event.set(), daemon=True).start()
-
-
-def workers() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name == WORKER]
 
 
 def test_a_stop_event_set_from_another_thread_stops_a_call_at_its_next_step_and_the_next_call_works():
