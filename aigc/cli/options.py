@@ -223,7 +223,7 @@ class RunOptions:
                     model=model,
                     prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
                     response=response,
-                    options={**given, **in_effect, **_ran_in(generator), **weights_of(generator), **({"model_alias": alias} if alias else {}), "aigc_version": __version__},
+                    options={**given, **in_effect, **_ran_in(generator), **{key: value for key, value in weights_of(generator).items() if value}, **({"model_alias": alias} if alias else {}), "aigc_version": __version__},
                     result=result,
                     session=None if session is None else str(session),
                     prompt_tokens=stats.prompt_tokens - prompt_tokens if measured else None,
@@ -274,12 +274,12 @@ def _in_effect(generator, options: dict, sampling: dict) -> dict[str, Any]:
     return {**{f.name: getattr(params, f.name) for f in fields(params) if getattr(params, f.name) not in (None, ())}, **sampling}
 
 
-def weights_of(generator) -> dict[str, str]:
+def weights_of(generator) -> dict[str, str | None]:
     """`{"model_digest": ...}`, the start of the loaded weights' sha256 (`digests.model_digest`), as
-    --json and a log row's options record it beside the model's name; empty for a model that does not
-    run here."""
-    digest = getattr(generator.engine, "model_digest", None)
-    return {"model_digest": digest} if isinstance(digest, str) else {}
+    --json gives it beside the model's name: None where no record tells it yet (`aigc models info MODEL`
+    computes it), so the keys stay the same; empty for a model that does not run here."""
+    digest = getattr(generator.engine, "model_digest", False)
+    return {} if digest is False else {"model_digest": digest if isinstance(digest, str) else None}
 
 
 def _ran_in(generator) -> dict[str, str]:

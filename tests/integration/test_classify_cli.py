@@ -32,7 +32,7 @@ def test_probabilities_sum_to_one_and_label_order_does_not_matter():
     text = "The film was a joy from start to finish, warm and funny."
     first = classify_json(text, "--labels", "negative,positive", "--aspect", "sentiment")
     second = classify_json(text, "--labels", "positive,negative", "--aspect", "sentiment")
-    assert set(first) == {"label", "scores", "method", "calibration"} and set(first["scores"]) == {"negative", "positive"}
+    assert set(first) == {"label", "scores", "method", "calibration", "model", "model_digest"} and set(first["scores"]) == {"negative", "positive"}
     assert math.isclose(sum(first["scores"].values()), 1.0, rel_tol=1e-6)
     assert first["label"] == second["label"] == max(first["scores"], key=first["scores"].get)
     assert first["scores"]["positive"] == pytest.approx(second["scores"]["positive"], abs=1e-6)
