@@ -32,7 +32,6 @@ PRIORS_IN_MEMORY = 256  # label priors kept (with demonstrations, one for each s
 PROGRESS_EVERY = 32  # texts scored per engine call while `progress` is told how many are done
 CHANNEL_WEIGHT = 0.8  # `channel`: the weight of the text's log-likelihood per token under each label, against the calibrated label log-probability's 1 - CHANNEL_WEIGHT (picked on the sentiment tuning part, README)
 CHANNEL_STAGE = "scoring under each label"  # `progress`'s name for channel's pass, after "classifying"
-CHANNEL_PER_TOKEN = True  # `channel`: that log-likelihood divided by the text's tokens (summed did a little worse on the tuning parts)
 
 
 @dataclass(frozen=True)
@@ -492,8 +491,6 @@ class ClassifyGenerator(Generator):
         positive.\nMovie review:")`, one prompt per label and the texts as its continuations."""
         channel = self.channel_scores(texts, opts)
         scale = CHANNEL_WEIGHT / (1 - CHANNEL_WEIGHT)  # (1 - w) * direct + w * channel, divided by 1 - w: the same ranking, the direct scores' own scale
-        if CHANNEL_PER_TOKEN:
-            channel = [[c / max(self.engine.count_tokens(" " + text), 1) for c in row] for text, row in zip(texts, channel)]
         return [log_softmax([d + scale * c for d, c in zip(row, extra)]) for row, extra in zip(logits, channel)]
 
     def channel_prefix(self, label: str, opts: ClassifyOptions) -> str:
@@ -503,12 +500,12 @@ class ClassifyGenerator(Generator):
         return f"The {aspect} of this {kind} is {label}.\n{kind[:1].upper() + kind[1:]}:"
 
     def channel_scores(self, texts: list[str], opts: ClassifyOptions) -> list[list[float]]:
-        """Per text, per label: the log-likelihood of " " + the text after the label's `channel_prefix`.
-        A text too long for the context with a prefix: a `ContextLengthError` as for the label
+        """Per text, per label: the log-likelihood of " " + the text after the label's `channel_prefix`,
+        per token of it (its sum did a little worse on the tuning parts). A text too long for the context with a prefix: a `ContextLengthError` as for the label
         prompt (naming the text), or with `truncate` its start that fits."""
         prefixes = [self.channel_prefix(label.name, opts) for label in opts.parsed]
         count, longest = self.engine.count_tokens, max(map(self.engine.count_tokens, prefixes))
-        fitted = []
+        fitted, sizes = [], []
         for index, text in enumerate(texts):
             size = count(" " + text)
             if longest + size > self.engine.context_length:
@@ -517,7 +514,9 @@ class ClassifyGenerator(Generator):
                     error.index, error.at = index, f"input {index}" if len(texts) > 1 else None
                     raise error
                 text = self.start_that_fits(text, opts, room=self.engine.context_length - longest, render=lambda t: " " + t)
+                size = count(" " + text)
             fitted.append(text)
+            sizes.append(max(size, 1))
         told = self.progress is not _no_progress
         step = PROGRESS_EVERY if told else max(len(fitted), 1)  # untold, one call: the engine packs the texts under each line's cache
         rows: list[list[float]] = []
@@ -525,7 +524,7 @@ class ClassifyGenerator(Generator):
             if told:
                 self.progress(start, len(fitted), CHANNEL_STAGE)
             scored = self.engine.score_many(prefixes, [" " + text for text in fitted[start : start + step]])
-            rows += [[s.logprobs[i] for s in scored] for i in range(len(scored[0].logprobs))]
+            rows += [[s.logprobs[i] / sizes[start + i] for s in scored] for i in range(len(scored[0].logprobs))]
         if told:
             self.progress(len(fitted), len(fitted), CHANNEL_STAGE)
         return rows

@@ -1014,15 +1014,13 @@ def test_a_text_too_long_for_the_context_is_refused_with_its_tokens_or_with_trun
 
 
 def test_zero_shot_adds_each_texts_likelihood_after_a_line_naming_each_label(classify, tiny_engine):
-    from aigc.generators.classify import CHANNEL_PER_TOKEN, CHANNEL_WEIGHT, log_softmax
+    from aigc.generators.classify import CHANNEL_WEIGHT, log_softmax
 
     text, labels = "Shares rose after the earnings report.", "business,sports,world news"
     opts = classify.validate({"labels": labels, "aspect": "topic", "kind": "news story", "calibrate": "off"})
     assert classify.channel_prefix("sports", opts) == "The topic of this news story is sports.\nNews story:"
     direct = log_softmax(classify.label_scores(tiny_engine.score(classify.prompt(text, opts), classify.verbalizers(opts)), opts))
-    channel = [tiny_engine.score(classify.channel_prefix(label.name, opts), [" " + text])[0] for label in opts.parsed]
-    if CHANNEL_PER_TOKEN:
-        channel = [c / tiny_engine.count_tokens(" " + text) for c in channel]
+    channel = [tiny_engine.score(classify.channel_prefix(label.name, opts), [" " + text])[0] / tiny_engine.count_tokens(" " + text) for label in opts.parsed]
     expected = log_softmax([d + CHANNEL_WEIGHT / (1 - CHANNEL_WEIGHT) * c for d, c in zip(direct, channel)])
     options = {"labels": labels, "aspect": "topic", "kind": "news story", "calibrate": "off"}
     result = classify(text, **options)
