@@ -601,7 +601,9 @@ def test_rm_of_many_answers_asks_first_on_a_terminal_and_a_no_deletes_nothing(mo
 
     monkeypatch.setattr(options, "stdin_is_terminal", lambda: True)
     ids = [logs.record(entry(n)) for n in range(3)]
-    for args in (("--all",), ("--keep", "1"), ("--until", "0s")):
+    for entry_id in ids:
+        _aged(entry_id, 1)  # logged a day ago: "--until 1h" takes them all, whatever second this runs in
+    for args in (("--all",), ("--keep", "1"), ("--until", "1h")):
         for answer in ("n\n", "\n", "", "whatever\n"):  # "" : Ctrl-D
             kept = invoke("logs", "rm", *args, input=answer)
             assert kept.exit_code == 1 and "[y/N]" in kept.stderr and "nothing deleted" in kept.stderr, kept.output
